@@ -1,0 +1,257 @@
+// Package auditlogin holds the shared vocabulary of the agent — Event, Line,
+// Position, FileID and the small Parser, Output, Checkpoint and DeadLetter
+// interfaces — and the Pipeline that wires a tailer's lines through a parser to
+// every output, advancing file offsets only from acknowledgements.
+// It imports only the standard library; leaf packages import it, never each other.
+package auditlogin
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// Event types. Logout is written only by formats that record disconnects.
+const (
+	TypeSuccess = "successful_login"
+	TypeFailed  = "failed_login"
+	TypeLogout  = "logout"
+)
+
+// Tags set by parsers.
+const (
+	TagSuspiciousUser = "suspicious_user"
+)
+
+// NullString is a string that may be JSON null: the audit_login plugin writes
+// the literal "(null)" where the server had no value (a connection that sent
+// no credentials), which the agent normalizes to null.
+type NullString struct {
+	S     string
+	Valid bool
+}
+
+// Str returns a valid NullString holding s.
+func Str(s string) NullString { return NullString{S: s, Valid: true} }
+
+// Null is the null NullString.
+var Null = NullString{}
+
+// Event is one normalized login or login attempt. The seed schema's fields keep
+// their names and meaning; see docs/schema.md and docs/event.schema.json.
+type Event struct {
+	Timestamp time.Time  // @timestamp: ts read in the input's zone, in UTC
+	TS        string     // ts as the server wrote it (local time, no zone)
+	Type      string     // successful_login, failed_login or logout
+	MyHost    string     // the server the event came from
+	Thread    string     // connection id, as a string
+	User      NullString // user name the client sent (attacker-chosen)
+	PrivUser  NullString // account granted; "" on a failed login
+	Host      NullString // client host name
+	IP        NullString // client IP
+	ID        string     // deterministic id of the record's fields (see ComputeID)
+	Format    string     // source format name
+	Tags      []string
+	Path      string            // log.file.path
+	Offset    int64             // log.offset: byte offset of the record in that file
+	Fields    map[string]string // static fields from the config (fields:)
+	Agent     *AgentInfo        // agent.hostname / agent.version
+
+	// Encoded is the event's JSON, filled once by the pipeline before the
+	// batch goes to the outputs, which share it read-only.
+	Encoded []byte
+}
+
+// AgentInfo names the agent that shipped an event.
+type AgentInfo struct {
+	Hostname string
+	Version  string
+}
+
+// HasTag reports whether the event carries tag t.
+func (e *Event) HasTag(t string) bool {
+	for _, x := range e.Tags {
+		if x == t {
+			return true
+		}
+	}
+	return false
+}
+
+// AddTag adds t once.
+func (e *Event) AddTag(t string) {
+	if !e.HasTag(t) {
+		e.Tags = append(e.Tags, t)
+	}
+}
+
+// ComputeID returns the event id: the first 16 bytes of a SHA-256 over the
+// record's own fields (ts, type, myhost, thread, user, priv_user, host, ip),
+// each length-prefixed and marked null or not, as 32 hex digits. It does not
+// depend on the file, the offset or the time of reading, so the same record
+// has the same id read from the live file or a rotated copy, and Elasticsearch
+// and Kafka consumers can deduplicate replays by it. SHA-256 and not a fast
+// non-cryptographic hash because the user name is chosen by whoever connects:
+// a collision would let one record suppress another under op_type create.
+func (e *Event) ComputeID() string {
+	var buf [512]byte
+	b := buf[:0]
+	field := func(valid bool, s string) {
+		if valid {
+			b = append(b, 1)
+		} else {
+			b = append(b, 0)
+		}
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	field(true, e.TS)
+	field(true, e.Type)
+	field(true, e.MyHost)
+	field(true, e.Thread)
+	field(e.User.Valid, e.User.S)
+	field(e.PrivUser.Valid, e.PrivUser.S)
+	field(e.Host.Valid, e.Host.S)
+	field(e.IP.Valid, e.IP.S)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16])
+}
+
+// AppendJSON appends the event as one JSON object (no newline) to dst.
+// Hand-written rather than encoding/json: it runs once per event on the hot
+// path, keeps the documented key order, and maps bytes that are not valid
+// UTF-8 to U+FFFD (the id is computed from the raw bytes, so two users that
+// differ only in such bytes still get different ids).
+func (e *Event) AppendJSON(dst []byte) []byte {
+	dst = append(dst, `{"@timestamp":"`...)
+	dst = e.Timestamp.UTC().AppendFormat(dst, "2006-01-02T15:04:05.000Z07:00")
+	dst = append(dst, `","ts":`...)
+	dst = AppendJSONString(dst, e.TS)
+	dst = append(dst, `,"type":`...)
+	dst = AppendJSONString(dst, e.Type)
+	dst = append(dst, `,"myhost":`...)
+	dst = AppendJSONString(dst, e.MyHost)
+	dst = append(dst, `,"thread":`...)
+	dst = AppendJSONString(dst, e.Thread)
+	dst = append(dst, `,"user":`...)
+	dst = appendNull(dst, e.User)
+	dst = append(dst, `,"priv_user":`...)
+	dst = appendNull(dst, e.PrivUser)
+	dst = append(dst, `,"host":`...)
+	dst = appendNull(dst, e.Host)
+	dst = append(dst, `,"ip":`...)
+	dst = appendNull(dst, e.IP)
+	dst = append(dst, `,"id":`...)
+	dst = AppendJSONString(dst, e.ID)
+	dst = append(dst, `,"format":`...)
+	dst = AppendJSONString(dst, e.Format)
+	dst = append(dst, `,"tags":[`...)
+	for i, t := range e.Tags {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = AppendJSONString(dst, t)
+	}
+	dst = append(dst, `],"log":{"file":{"path":`...)
+	dst = AppendJSONString(dst, e.Path)
+	dst = append(dst, `},"offset":`...)
+	dst = strconv.AppendInt(dst, e.Offset, 10)
+	dst = append(dst, '}')
+	if e.Agent != nil {
+		dst = append(dst, `,"agent":{"hostname":`...)
+		dst = AppendJSONString(dst, e.Agent.Hostname)
+		dst = append(dst, `,"version":`...)
+		dst = AppendJSONString(dst, e.Agent.Version)
+		dst = append(dst, '}')
+	}
+	if len(e.Fields) > 0 {
+		dst = append(dst, `,"fields":{`...)
+		for i, k := range sortedKeys(e.Fields) {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = AppendJSONString(dst, k)
+			dst = append(dst, ':')
+			dst = AppendJSONString(dst, e.Fields[k])
+		}
+		dst = append(dst, '}')
+	}
+	return append(dst, '}')
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	// insertion sort: a handful of static fields
+	for i := 1; i < len(keys); i++ {
+		for j := i; j > 0 && keys[j] < keys[j-1]; j-- {
+			keys[j], keys[j-1] = keys[j-1], keys[j]
+		}
+	}
+	return keys
+}
+
+func appendNull(dst []byte, s NullString) []byte {
+	if !s.Valid {
+		return append(dst, "null"...)
+	}
+	return AppendJSONString(dst, s.S)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// AppendJSONString appends s as a JSON string. Control characters, quotes and
+// backslashes are escaped; bytes that are not valid UTF-8 become U+FFFD.
+func AppendJSONString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\u202`...)
+			dst = append(dst, hexDigits[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}

@@ -1,0 +1,3 @@
+module github.com/auditlogin/auditlogin
+
+go 1.26.8

@@ -1,0 +1,381 @@
+package parser
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/auditlogin/auditlogin"
+)
+
+// FormatAuditLogin is the audit_login plugin's log: one JSON-looking object
+// per line, written with printf and no escaping:
+//
+//	{"ts":"2013-09-11 09:11:47","type":"successful_login","myhost":"gromit03","thread":"74153868","user":"web_user","priv_user":"web_user","host":"web-87.localdomain","ip":"10.0.0.87"}
+const FormatAuditLogin = "audit_login"
+
+// Limits on a record whose user name holds newlines: lines are joined until
+// one ends with the "ip" suffix, but no further than this.
+const (
+	maxRecordLines = 32
+	maxRecordBytes = 16 << 10
+)
+
+// Markers of the fixed layout. The server writes every field but user (and
+// priv_user, host only from the server's own data), so fields are anchored on
+// these markers: ts, type, myhost, thread from the left; ip, host, priv_user
+// from the right, taking the rightmost match; user is whatever lies between.
+const (
+	mTS       = `{"ts":"`
+	mType     = `","type":"`
+	mMyHost   = `","myhost":"`
+	mThread   = `","thread":"`
+	mUser     = `","user":"`
+	mPrivUser = `","priv_user":"`
+	mHost     = `","host":"`
+	mIP       = `","ip":"`
+	mEnd      = `"}`
+)
+
+var (
+	bTS  = []byte(mTS)
+	bIP  = []byte(mIP)
+	bEnd = []byte(mEnd)
+)
+
+const tsLayoutLen = len("2006-01-02 15:04:05")
+
+// AuditLogin parses the audit_login format. It reads both the original
+// plugin's unescaped output and the escaping plugin's valid JSON (see
+// parseJSON). One per file; not safe for concurrent use.
+type AuditLogin struct {
+	opt Options
+
+	// A record begun on an earlier line (its user held a newline).
+	pending      []byte
+	pendingPos   auditlogin.Position
+	pendingLines int
+}
+
+// NewAuditLogin returns a parser for one audit_login file.
+func NewAuditLogin(o Options) *AuditLogin {
+	return &AuditLogin{opt: o.withDefaults()}
+}
+
+// Feed implements auditlogin.Parser.
+func (p *AuditLogin) Feed(line auditlogin.Line, emit func(auditlogin.Record)) {
+	data := line.Data
+	if line.Truncated {
+		pos, raw := line.Pos, data
+		if p.pending != nil {
+			pos.Offset, raw = p.pendingPos.Offset, append(append(p.pending, '\n'), data...)
+			p.pending = nil
+		}
+		emit(auditlogin.Record{Pos: pos, Raw: bytes.Clone(raw), Err: errors.New("line longer than the reader's limit (cut there)")})
+		return
+	}
+	if p.pending != nil {
+		// A trailing CR is kept here: it may belong to the user name.
+		p.pending = append(p.pending, '\n')
+		p.pending = append(p.pending, data...)
+		p.pendingPos.End = line.Pos.End
+		p.pendingLines++
+		if complete(data) {
+			rec := p.parseRecord(trimCR(p.pending), p.pendingPos)
+			p.pending = nil
+			emit(rec)
+			return
+		}
+		if p.pendingLines >= maxRecordLines || len(p.pending) > maxRecordBytes {
+			raw := p.pending
+			p.pending = nil
+			emit(auditlogin.Record{Pos: p.pendingPos, Raw: raw, Err: fmt.Errorf(
+				"record not terminated by its \"ip\" suffix within %d lines / %d bytes", maxRecordLines, maxRecordBytes)})
+		}
+		return
+	}
+	if len(trimCR(data)) == 0 {
+		emit(auditlogin.Record{Pos: line.Pos}) // blank line: nothing to ship
+		return
+	}
+	if !bytes.HasPrefix(data, bTS) {
+		emit(auditlogin.Record{Pos: line.Pos, Raw: bytes.Clone(data),
+			Err: errors.New(`not an audit_login record: does not start with {"ts":"`)})
+		return
+	}
+	if !complete(data) {
+		// The user name held a newline: the record goes on in the next line(s).
+		p.pending = append(make([]byte, 0, len(data)*2), data...)
+		p.pendingPos = line.Pos
+		p.pendingLines = 1
+		return
+	}
+	emit(p.parseRecord(trimCR(data), line.Pos))
+}
+
+// Flush implements auditlogin.Flusher: an unterminated record at the end of
+// a complete file is rejected.
+func (p *AuditLogin) Flush(emit func(auditlogin.Record)) {
+	if p.pending == nil {
+		return
+	}
+	raw := p.pending
+	p.pending = nil
+	emit(auditlogin.Record{Pos: p.pendingPos, Raw: raw, Err: errors.New(`record not terminated by its "ip" suffix at end of file`)})
+}
+
+// trimCR drops one trailing CR (CRLF files, pasted or copied from Windows):
+// the ip suffix is server-written, so a CR after it is never the user's.
+func trimCR(b []byte) []byte {
+	if n := len(b); n > 0 && b[n-1] == '\r' {
+		return b[:n-1]
+	}
+	return b
+}
+
+// complete reports whether a line ends a record: `","ip":"<ip>"}` (then an
+// optional CR) where the ip holds no quote (the server writes an address or
+// "(null)").
+func complete(b []byte) bool {
+	b = trimCR(b)
+	if !bytes.HasSuffix(b, bEnd) {
+		return false
+	}
+	i := bytes.LastIndex(b, bIP)
+	if i < 0 {
+		return false
+	}
+	ip := b[i+len(bIP) : len(b)-len(bEnd)]
+	return len(ip) <= 64 && bytes.IndexByte(ip, '"') < 0
+}
+
+func (p *AuditLogin) parseRecord(b []byte, pos auditlogin.Position) auditlogin.Record {
+	ev, err := p.parse(b)
+	if err != nil {
+		return auditlogin.Record{Pos: pos, Raw: bytes.Clone(b), Err: err}
+	}
+	ev.Path = pos.Path
+	ev.Offset = pos.Offset
+	return auditlogin.Record{Pos: pos, Event: ev}
+}
+
+// parse parses one complete record (possibly holding newlines in the user).
+func (p *AuditLogin) parse(b []byte) (*auditlogin.Event, error) {
+	if bytes.IndexByte(b, '\\') >= 0 {
+		// Either the escaping plugin (valid JSON) or an unescaped backslash in
+		// a user name. Valid JSON with exactly the eight keys in order is read
+		// as JSON; anything else by position.
+		if ev, ok := p.parseJSON(b); ok {
+			return ev, nil
+		}
+	}
+	// One allocation holds every field: the event's strings are slices of it.
+	s := string(b)
+	return p.parsePositional(s)
+}
+
+func (p *AuditLogin) parsePositional(s string) (*auditlogin.Event, error) {
+	// From the left: {"ts":"<19>","type":"<type>","myhost":"<host>","thread":"<digits>","user":"
+	i := len(mTS)
+	if len(s) < i+tsLayoutLen {
+		return nil, errors.New("record too short")
+	}
+	ts := s[i : i+tsLayoutLen]
+	t, ok := parseTS(ts, p.opt.Location)
+	if !ok {
+		return nil, fmt.Errorf("bad ts %q: want YYYY-MM-DD HH:MM:SS", ts)
+	}
+	i += tsLayoutLen
+	if !hasAt(s, i, mType) {
+		return nil, errors.New(`expected "type" after "ts"`)
+	}
+	i += len(mType)
+	var typ string
+	switch {
+	case hasAt(s, i, auditlogin.TypeSuccess):
+		typ = auditlogin.TypeSuccess
+	case hasAt(s, i, auditlogin.TypeFailed):
+		typ = auditlogin.TypeFailed
+	default:
+		return nil, errors.New(`unknown "type": want successful_login or failed_login`)
+	}
+	i += len(typ)
+	if !hasAt(s, i, mMyHost) {
+		return nil, errors.New(`expected "myhost" after "type"`)
+	}
+	i += len(mMyHost)
+	j := indexFrom(s, i, mThread)
+	if j < 0 {
+		return nil, errors.New(`expected "thread" after "myhost"`)
+	}
+	myhost := s[i:j]
+	i = j + len(mThread)
+	k := i
+	for k < len(s) && s[k] >= '0' && s[k] <= '9' {
+		k++
+	}
+	if k == i || !hasAt(s, k, mUser) {
+		return nil, errors.New(`"thread" must be digits followed by "user"`)
+	}
+	thread := s[i:k]
+	userStart := k + len(mUser)
+
+	// From the right: ","priv_user":"<p>","host":"<h>","ip":"<ip>"}
+	end := len(s) - len(mEnd)
+	if end < userStart || s[end:] != mEnd {
+		return nil, errors.New(`record does not end with "}`)
+	}
+	ipAt := lastIndexBefore(s, end, mIP)
+	if ipAt < userStart {
+		return nil, errors.New(`missing "ip"`)
+	}
+	hostAt := lastIndexBefore(s, ipAt, mHost)
+	if hostAt < userStart {
+		return nil, errors.New(`missing "host" before "ip"`)
+	}
+	privAt := lastIndexBefore(s, hostAt, mPrivUser)
+	if privAt < userStart {
+		return nil, errors.New(`missing "priv_user" before "host"`)
+	}
+	ev := &auditlogin.Event{
+		Timestamp: t,
+		TS:        ts,
+		Type:      typ,
+		MyHost:    myhost,
+		Thread:    thread,
+		User:      nullable(s[userStart:privAt]),
+		PrivUser:  nullable(s[privAt+len(mPrivUser) : hostAt]),
+		Host:      nullable(s[hostAt+len(mHost) : ipAt]),
+		IP:        nullable(s[ipAt+len(mIP) : end]),
+		Format:    FormatAuditLogin,
+	}
+	if suspicious(ev.User.S) {
+		ev.Tags = append(ev.Tags, auditlogin.TagSuspiciousUser)
+	}
+	return ev, nil
+}
+
+// parseJSON reads a record written by the escaping plugin: valid JSON, exactly
+// the eight keys in the documented order, all strings.
+func (p *AuditLogin) parseJSON(b []byte) (*auditlogin.Event, bool) {
+	if !json.Valid(b) {
+		return nil, false
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, false
+	}
+	keys := [...]string{"ts", "type", "myhost", "thread", "user", "priv_user", "host", "ip"}
+	var vals [8]string
+	for i, want := range keys {
+		k, err := dec.Token()
+		if err != nil || k != want {
+			return nil, false
+		}
+		v, err := dec.Token()
+		if err != nil {
+			return nil, false
+		}
+		s, ok := v.(string)
+		if !ok {
+			return nil, false
+		}
+		vals[i] = s
+	}
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
+		return nil, false
+	}
+	if len(vals[0]) != tsLayoutLen || (vals[1] != auditlogin.TypeSuccess && vals[1] != auditlogin.TypeFailed) {
+		return nil, false
+	}
+	t, ok := parseTS(vals[0], p.opt.Location)
+	if !ok {
+		return nil, false
+	}
+	for _, c := range []byte(vals[3]) {
+		if c < '0' || c > '9' {
+			return nil, false
+		}
+	}
+	ev := &auditlogin.Event{
+		Timestamp: t, TS: vals[0], Type: vals[1], MyHost: vals[2], Thread: vals[3],
+		User: nullable(vals[4]), PrivUser: nullable(vals[5]), Host: nullable(vals[6]), IP: nullable(vals[7]),
+		Format: FormatAuditLogin,
+	}
+	if suspicious(ev.User.S) {
+		ev.Tags = append(ev.Tags, auditlogin.TagSuspiciousUser)
+	}
+	return ev, true
+}
+
+// nullable maps the plugin's "(null)" (printf of a NULL pointer) to null.
+func nullable(s string) auditlogin.NullString {
+	if s == "(null)" {
+		return auditlogin.Null
+	}
+	return auditlogin.Str(s)
+}
+
+// suspicious reports a user name that holds a quote, a backslash or a control
+// character (newline included): nothing a real account is named, and what an
+// attempt to forge or break records looks like.
+func suspicious(u string) bool {
+	for i := 0; i < len(u); i++ {
+		c := u[i]
+		if c == '"' || c == '\\' || c < 0x20 || c == 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+func hasAt(s string, i int, m string) bool {
+	return len(s)-i >= len(m) && s[i:i+len(m)] == m
+}
+
+func indexFrom(s string, from int, m string) int {
+	if from > len(s) {
+		return -1
+	}
+	j := strings.Index(s[from:], m)
+	if j < 0 {
+		return -1
+	}
+	return from + j
+}
+
+func lastIndexBefore(s string, before int, m string) int {
+	return strings.LastIndex(s[:before], m)
+}
+
+// parseTS parses "YYYY-MM-DD HH:MM:SS" in loc without the generality (and
+// cost) of time.ParseInLocation.
+func parseTS(s string, loc *time.Location) (time.Time, bool) {
+	if len(s) != tsLayoutLen || s[4] != '-' || s[7] != '-' || s[10] != ' ' || s[13] != ':' || s[16] != ':' {
+		return time.Time{}, false
+	}
+	num := func(a, b int) (int, bool) {
+		n := 0
+		for i := a; i < b; i++ {
+			c := s[i]
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n, true
+	}
+	y, ok1 := num(0, 4)
+	mo, ok2 := num(5, 7)
+	d, ok3 := num(8, 10)
+	h, ok4 := num(11, 13)
+	mi, ok5 := num(14, 16)
+	se, ok6 := num(17, 19)
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60 {
+		return time.Time{}, false
+	}
+	return time.Date(y, time.Month(mo), d, h, mi, se, 0, loc).UTC(), true
+}

@@ -1,0 +1,154 @@
+package auditlogin
+
+import (
+	"context"
+	"sync"
+)
+
+// tracker knows, per file, which records are in flight and the highest
+// offset below which every record has been acknowledged. Offsets move only
+// over a contiguous acknowledged prefix: an unfinished batch leaves a gap that
+// no later acknowledgement can jump (the mistake promtail and telegraf's tail
+// make by saving the read offset).
+//
+// It also bounds the records in flight: Track blocks while max are unacked,
+// which is how a stalled output stops the tailer from reading, keeping memory
+// bounded while the log file itself is the buffer.
+type tracker struct {
+	mu       sync.Mutex
+	cond     *sync.Cond
+	files    map[FileID]*fileTrack
+	inFlight int
+	max      int
+}
+
+type fileTrack struct {
+	path      string
+	committed int64
+	started   bool
+	dirty     bool
+	base      uint64 // sequence number of spans[0]
+	spans     []span
+}
+
+type span struct {
+	end   int64
+	acked bool
+}
+
+// ticket identifies a tracked record for ack.
+type ticket struct {
+	f   *fileTrack
+	seq uint64
+}
+
+func newTracker(max int) *tracker {
+	t := &tracker{files: map[FileID]*fileTrack{}, max: max}
+	t.cond = sync.NewCond(&t.mu)
+	return t
+}
+
+// full reports whether Track would block now.
+func (t *tracker) full() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.inFlight >= t.max
+}
+
+// Track registers a record in flight, blocking while too many are. It returns
+// false only when ctx is done.
+func (t *tracker) Track(ctx context.Context, pos Position) (ticket, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for t.inFlight >= t.max {
+		if ctx.Err() != nil {
+			return ticket{}, false
+		}
+		t.cond.Wait()
+	}
+	f := t.files[pos.File]
+	if f == nil {
+		f = &fileTrack{}
+		t.files[pos.File] = f
+	}
+	if !f.started || (len(f.spans) == 0 && pos.Offset != f.committed) {
+		// First record of this file (or the reader skipped ahead, e.g. a
+		// start at the end): the committed offset starts where reading did.
+		f.committed = pos.Offset
+		f.started = true
+		f.dirty = true
+	}
+	f.path = pos.Path
+	f.spans = append(f.spans, span{end: pos.End})
+	t.inFlight++
+	return ticket{f: f, seq: f.base + uint64(len(f.spans)-1)}, true
+}
+
+// Ack marks records delivered and moves committed offsets over the
+// contiguous acknowledged prefix of each file.
+func (t *tracker) Ack(tks []ticket) {
+	t.mu.Lock()
+	for _, tk := range tks {
+		f := tk.f
+		f.spans[tk.seq-f.base].acked = true
+		n := 0
+		for n < len(f.spans) && f.spans[n].acked {
+			n++
+		}
+		if n > 0 {
+			f.committed = f.spans[n-1].end
+			f.dirty = true
+			f.spans = f.spans[n:]
+			f.base += uint64(n)
+			if len(f.spans) == 0 {
+				f.spans = nil // let the backing array go
+			}
+		}
+	}
+	t.inFlight -= len(tks)
+	t.mu.Unlock()
+	t.cond.Broadcast()
+}
+
+// wake releases Track calls waiting on a cancelled context.
+func (t *tracker) wake() { t.cond.Broadcast() }
+
+// Dirty returns the files whose committed offset moved since the last call.
+func (t *tracker) Dirty() map[FileID]Committed {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := map[FileID]Committed{}
+	for id, f := range t.files {
+		if f.dirty {
+			out[id] = Committed{Path: f.path, Offset: f.committed}
+			f.dirty = false
+		}
+		if len(f.spans) == 0 && !f.dirty {
+			// Nothing in flight and committed is recorded: forget the file;
+			// a later record starts it again from its own offset.
+			delete(t.files, id)
+		}
+	}
+	return out
+}
+
+// restore marks offsets dirty again after a failed commit.
+func (t *tracker) restore(m map[FileID]Committed) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for id, c := range m {
+		f := t.files[id]
+		if f == nil {
+			f = &fileTrack{path: c.Path, committed: c.Offset, started: true}
+			t.files[id] = f
+		}
+		f.dirty = true
+	}
+}
+
+// InFlight returns the number of unacknowledged records.
+func (t *tracker) InFlight() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.inFlight
+}

@@ -1,0 +1,190 @@
+package auditlogin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// FileID identifies one file's content independently of its name: device and
+// inode, plus a fingerprint (SHA-256, hex) of its first FPLen bytes, so that a
+// reused inode, or a file truncated and rewritten in place (copytruncate), is
+// not mistaken for the file it replaced. FPLen is fixed when the file is first
+// seen (min(size, tailer's fingerprint size)); comparing the first FPLen bytes
+// stays valid while the file only grows.
+type FileID struct {
+	Dev   uint64
+	Ino   uint64
+	FPLen int
+	FP    string
+}
+
+func (id FileID) String() string {
+	fp := id.FP
+	if len(fp) > 12 {
+		fp = fp[:12]
+	}
+	return strconv.FormatUint(id.Dev, 10) + ":" + strconv.FormatUint(id.Ino, 10) + ":" + fp
+}
+
+// Position is where a record lies: bytes [Offset, End) of the file FileID,
+// read at Path. End is just past the record's final newline, which is the
+// offset to resume from once the record is acknowledged.
+type Position struct {
+	File   FileID
+	Path   string
+	Offset int64
+	End    int64
+}
+
+// Line is one newline-terminated line read by the tailer, without its newline.
+// Data is only valid until the pipeline's parser returns from Feed: a parser
+// that keeps bytes (a record spanning lines) must copy them.
+type Line struct {
+	Data []byte
+	Pos  Position
+	// Truncated says the line was longer than the reader's limit: Data holds
+	// its first bytes only, and the parser must reject it (in order, so that
+	// a record it was part of is rejected with it).
+	Truncated bool
+	// Parser is the parser of the file segment this line belongs to. The
+	// tailer makes one per file identity; only the pipeline's parse stage
+	// calls it, from one goroutine, in file order.
+	Parser Parser
+}
+
+// Record is what a parser makes of one or more lines: an Event, a rejection
+// (Err set, Raw the bytes rejected), or neither (a line that holds nothing to
+// ship, such as a query record or a dropped logout). Every byte of the file
+// belongs to exactly one record, so offsets can advance over all of them.
+type Record struct {
+	Pos   Position
+	Event *Event
+	Err   error
+	Raw   []byte
+}
+
+// Parser turns the lines of one file into records.
+//
+// The tailer creates one Parser per followed file identity; the pipeline calls
+// Feed from a single goroutine with the lines in file order. Feed calls emit
+// once per record completed by the line, in order, before returning; a line
+// that only begins a record (audit_login user names may contain newlines)
+// emits nothing yet, and the record's Pos then spans all its lines. A record
+// still incomplete when the agent stops is not acknowledged, so it is read
+// again on restart.
+type Parser interface {
+	Feed(line Line, emit func(Record))
+}
+
+// Flusher is implemented by parsers that hold an incomplete record between
+// lines. One-shot readers (the parse and report commands) call Flush at the
+// end of a complete file, so that what is pending is rejected, not silently
+// dropped. The tailer never calls it: a live file may still complete it.
+type Flusher interface {
+	Flush(emit func(Record))
+}
+
+// Output delivers batches of events to one destination.
+//
+// The pipeline calls Write from one goroutine per output, one batch at a time,
+// in the order the events were read, and Close once after the last Write has
+// returned. Write returns nil only when every event of the batch is delivered:
+// durable at the destination, or, for outputs that also implement Syncer,
+// handed to the OS so that the next Sync makes it durable. On error, it
+// returns a *PartialError naming the items that failed (the others are
+// delivered), or an error for the whole batch. Errors wrapped with Permanent
+// are not retried: those events go to the dead-letter file. Any other error is
+// retried, with backoff, until it succeeds or the pipeline shuts down; Write
+// must return promptly when ctx is cancelled.
+type Output interface {
+	Name() string
+	Write(ctx context.Context, batch []*Event) error
+	Close() error
+}
+
+// Syncer is implemented by outputs whose Write leaves data in OS buffers (the
+// file output). The pipeline calls Sync before every checkpoint commit, from
+// the committer goroutine, never concurrently with another Sync.
+type Syncer interface {
+	Sync() error
+}
+
+// Committed is the offset committed for one file: every byte before Offset
+// has been delivered by every output (or dead-lettered).
+type Committed struct {
+	Path   string
+	Offset int64
+}
+
+// Checkpoint stores committed offsets (the tailer's registry). The pipeline
+// calls Commit from one goroutine, with the files whose offset moved since the
+// last call, after syncing every output; Commit must make them durable
+// (atomically) before it returns.
+type Checkpoint interface {
+	Commit(offsets map[FileID]Committed) error
+}
+
+// DeadLetterEntry is a record that could not be shipped: a line the parser
+// rejected, or an event an output refused permanently.
+type DeadLetterEntry struct {
+	Time   time.Time
+	Path   string
+	Offset int64
+	Reason string
+	Output string // the output that refused it; empty for parse errors
+	Raw    []byte // the rejected bytes (parse errors)
+	Event  *Event // the refused event (output errors)
+}
+
+// DeadLetter keeps rejected records. The pipeline calls it from several
+// goroutines (the parse stage and each output): implementations lock.
+type DeadLetter interface {
+	Write(DeadLetterEntry) error
+	Sync() error
+}
+
+// ErrPermanent marks an error that retrying cannot fix.
+var ErrPermanent = errors.New("permanent error")
+
+type permanentError struct{ err error }
+
+func (p permanentError) Error() string { return p.err.Error() }
+func (p permanentError) Unwrap() []error {
+	return []error{p.err, ErrPermanent}
+}
+
+// Permanent wraps err so that errors.Is(err, ErrPermanent) holds.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+// ItemError is the failure of one event of a batch.
+type ItemError struct {
+	Index int // index into the batch passed to Write
+	Err   error
+}
+
+// PartialError says which items of a batch failed; all others were delivered.
+type PartialError struct {
+	Failed []ItemError
+}
+
+func (e *PartialError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d item(s) failed", len(e.Failed))
+	for i, f := range e.Failed {
+		if i == 3 {
+			b.WriteString(", ...")
+			break
+		}
+		fmt.Fprintf(&b, "; item %d: %v", f.Index, f.Err)
+	}
+	return b.String()
+}
