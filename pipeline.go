@@ -54,9 +54,9 @@ type Pipeline struct {
 	outs []*outState
 
 	// parse-stage state (one goroutine)
-	cur      *batch
-	hardCtx  context.Context
-	parseErr error
+	cur     *batch
+	stopCtx context.Context // cancelled: stop taking lines
+	hardCtx context.Context // cancelled: stop delivering
 
 	lines, records, events, parseErrors, deadLettered, commits atomic.Int64
 }
@@ -131,20 +131,37 @@ func (p *Pipeline) Stats() Stats {
 	return s
 }
 
-// Run consumes lines until the channel is closed, then drains: the batch in
-// progress is flushed, outputs get up to ShutdownTimeout to deliver what is in
-// flight, acknowledged offsets are committed, and outputs are closed. If ctx
-// is cancelled, Run stops without waiting for outputs (what they acknowledged
-// is still committed). Lines in flight that were not acknowledged are not
-// committed, so they are read again on the next start. Run returns the first
-// error that stopped it: a checkpoint that cannot be written, or the lines
-// channel never closing before ctx ended.
+// Run consumes lines until the channel is closed or ctx is cancelled, then
+// drains: the batch in progress is handed to the outputs, and Run waits for
+// them to deliver what is in flight. After a close of lines (a one-shot run)
+// it waits as long as that takes; after ctx is cancelled (a signal) it waits
+// at most ShutdownTimeout, then stops the outputs. Either way, acknowledged
+// offsets are committed and the outputs closed before Run returns. Lines read
+// but not acknowledged are not committed, so they are read again on the next
+// start. Run returns the first error that stopped it: a checkpoint that could
+// not be written.
 func (p *Pipeline) Run(ctx context.Context, lines <-chan []Line) error {
-	hardCtx, hardCancel := context.WithCancel(ctx)
+	hardCtx, hardCancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer hardCancel()
 	p.hardCtx = hardCtx
-	stopWake := context.AfterFunc(hardCtx, p.tr.wake)
+	stopWake := context.AfterFunc(ctx, p.tr.wake)
 	defer stopWake()
+	finished := make(chan struct{})
+	defer close(finished)
+	go func() {
+		select {
+		case <-finished:
+			return
+		case <-ctx.Done():
+		}
+		select {
+		case <-finished:
+		case <-time.After(p.cfg.ShutdownTimeout):
+			p.log.Warn("outputs did not drain in time; stopping them, unacknowledged lines will be read again on restart",
+				"timeout", p.cfg.ShutdownTimeout, "in_flight", p.tr.InFlight())
+			hardCancel()
+		}
+	}()
 
 	var outWG sync.WaitGroup
 	for _, o := range p.outs {
@@ -174,25 +191,15 @@ func (p *Pipeline) Run(ctx context.Context, lines <-chan []Line) error {
 		}
 	}()
 
-	p.parseLoop(hardCtx, lines)
+	p.stopCtx = ctx
+	p.parseLoop(ctx, lines)
 
-	// Drain: flush the partial batch, close the output queues, wait.
+	// Drain: hand over the partial batch, close the output queues, wait.
 	p.dispatch()
 	for _, o := range p.outs {
 		close(o.ch)
 	}
-	drained := make(chan struct{})
-	go func() { outWG.Wait(); close(drained) }()
-	select {
-	case <-drained:
-	case <-time.After(p.cfg.ShutdownTimeout):
-		p.log.Warn("outputs did not drain in time; stopping them, unacknowledged lines will be read again on restart",
-			"timeout", p.cfg.ShutdownTimeout, "in_flight", p.tr.InFlight())
-		hardCancel()
-		<-drained
-	case <-hardCtx.Done():
-		<-drained
-	}
+	outWG.Wait()
 	close(commitStop)
 	<-commitDone
 	err := p.commit()
@@ -203,9 +210,6 @@ func (p *Pipeline) Run(ctx context.Context, lines <-chan []Line) error {
 	}
 	if err == nil {
 		err = commitErr
-	}
-	if err == nil {
-		err = p.parseErr
 	}
 	return err
 }
@@ -225,6 +229,12 @@ func (p *Pipeline) parseLoop(ctx context.Context, lines <-chan []Line) {
 			for i := range ls {
 				if ctx.Err() != nil {
 					return
+				}
+				if ls[i].EndOfFile {
+					if f, ok := ls[i].Parser.(Flusher); ok {
+						f.Flush(emit)
+					}
+					continue
 				}
 				p.lines.Add(1)
 				ls[i].Parser.Feed(ls[i], emit)
@@ -248,9 +258,8 @@ func (p *Pipeline) emit(rec Record) {
 		// Reading is about to block until outputs acknowledge: hand them what
 		// is batched so far first, or nothing would ever acknowledge.
 		p.dispatch()
-		p.cur = &batch{}
 	}
-	tk, ok := p.tr.Track(p.hardCtx, rec.Pos)
+	tk, ok := p.tr.Track(p.stopCtx, rec.Pos)
 	if !ok {
 		return
 	}

@@ -50,6 +50,10 @@ type Line struct {
 	// its first bytes only, and the parser must reject it (in order, so that
 	// a record it was part of is rejected with it).
 	Truncated bool
+	// EndOfFile carries no data: the tailer will send no more lines of this
+	// identity (a rotated file read to its end). The pipeline then calls the
+	// parser's Flush, if it has one, so a pending record is rejected, not lost.
+	EndOfFile bool
 	// Parser is the parser of the file segment this line belongs to. The
 	// tailer makes one per file identity; only the pipeline's parse stage
 	// calls it, from one goroutine, in file order.

@@ -1,0 +1,396 @@
+package auditlogin_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/auditlogin/auditlogin"
+	"github.com/auditlogin/auditlogin/outputs/outputtest"
+)
+
+// lineParser makes one event per line (thread = the line), rejects lines
+// starting with "bad" and skips lines starting with "skip".
+type lineParser struct{}
+
+func (lineParser) Feed(l auditlogin.Line, emit func(auditlogin.Record)) {
+	s := string(l.Data)
+	switch {
+	case strings.HasPrefix(s, "bad"):
+		emit(auditlogin.Record{Pos: l.Pos, Err: errors.New("bad line"), Raw: []byte(s)})
+	case strings.HasPrefix(s, "skip"):
+		emit(auditlogin.Record{Pos: l.Pos})
+	default:
+		emit(auditlogin.Record{Pos: l.Pos, Event: &auditlogin.Event{
+			TS: "2026-11-25 10:00:00", Type: auditlogin.TypeSuccess, MyHost: "h", Thread: s,
+			Path: l.Pos.Path, Offset: l.Pos.Offset}})
+	}
+}
+
+// memCheckpoint records commits.
+type memCheckpoint struct {
+	mu      sync.Mutex
+	offsets map[auditlogin.FileID]int64
+	commits int
+}
+
+func (m *memCheckpoint) Commit(o map[auditlogin.FileID]auditlogin.Committed) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.offsets == nil {
+		m.offsets = map[auditlogin.FileID]int64{}
+	}
+	for id, c := range o {
+		if c.Offset < m.offsets[id] {
+			return fmt.Errorf("offset moved backwards for %v: %d -> %d", id, m.offsets[id], c.Offset)
+		}
+		m.offsets[id] = c.Offset
+	}
+	m.commits++
+	return nil
+}
+
+func (m *memCheckpoint) get(id auditlogin.FileID) int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.offsets[id]
+}
+
+type memDeadLetter struct {
+	mu      sync.Mutex
+	entries []auditlogin.DeadLetterEntry
+}
+
+func (d *memDeadLetter) Write(e auditlogin.DeadLetterEntry) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.entries = append(d.entries, e)
+	return nil
+}
+func (d *memDeadLetter) Sync() error { return nil }
+func (d *memDeadLetter) all() []auditlogin.DeadLetterEntry {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]auditlogin.DeadLetterEntry(nil), d.entries...)
+}
+
+var fileA = auditlogin.FileID{Dev: 1, Ino: 1, FPLen: 4, FP: "a"}
+
+// feed sends n lines "0".."n-1" (each 10 bytes with its newline) of fileA.
+func feed(ch chan<- []auditlogin.Line, from, n int, text func(i int) string) {
+	var p lineParser
+	var batch []auditlogin.Line
+	for i := from; i < from+n; i++ {
+		s := fmt.Sprint(i)
+		if text != nil {
+			s = text(i)
+		}
+		batch = append(batch, auditlogin.Line{Data: []byte(s), Parser: p,
+			Pos: auditlogin.Position{File: fileA, Path: "/a.log", Offset: int64(i) * 10, End: int64(i+1) * 10}})
+		if len(batch) == 7 {
+			ch <- batch
+			batch = nil
+		}
+	}
+	if len(batch) > 0 {
+		ch <- batch
+	}
+}
+
+func newPipeline(t *testing.T, outs []auditlogin.Output, cp auditlogin.Checkpoint, dl auditlogin.DeadLetter, mod func(*auditlogin.PipelineConfig)) *auditlogin.Pipeline {
+	cfg := auditlogin.PipelineConfig{Outputs: outs, Checkpoint: cp, DeadLetter: dl, BatchSize: 16,
+		FlushInterval: 10 * time.Millisecond, CommitInterval: 10 * time.Millisecond,
+		RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, ShutdownTimeout: 5 * time.Second}
+	if mod != nil {
+		mod(&cfg)
+	}
+	p, err := auditlogin.NewPipeline(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func threads(evs []*auditlogin.Event) []string {
+	var out []string
+	for _, e := range evs {
+		out = append(out, e.Thread)
+	}
+	return out
+}
+
+func TestPipelineShipsEverythingAndCommitsTheEnd(t *testing.T) {
+	a, b := outputtest.NewFake("a"), outputtest.NewFake("b")
+	cp := &memCheckpoint{}
+	p := newPipeline(t, []auditlogin.Output{a, b}, cp, nil, nil)
+	ch := make(chan []auditlogin.Line)
+	done := make(chan error)
+	go func() { done <- p.Run(context.Background(), ch) }()
+	feed(ch, 0, 1000, nil)
+	close(ch)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []*outputtest.Fake{a, b} {
+		got := threads(o.Delivered())
+		if len(got) != 1000 {
+			t.Fatalf("%s got %d events", o.Name(), len(got))
+		}
+		for i, th := range got {
+			if th != fmt.Sprint(i) {
+				t.Fatalf("%s: event %d is %s: order lost", o.Name(), i, th)
+			}
+		}
+		if !o.Closed() {
+			t.Errorf("%s not closed", o.Name())
+		}
+		for _, ev := range o.Delivered() {
+			if ev.ID == "" || len(ev.Encoded) == 0 {
+				t.Fatal("event not given an id and encoding")
+			}
+		}
+	}
+	if got := cp.get(fileA); got != 10000 {
+		t.Fatalf("committed %d, want 10000", got)
+	}
+	st := p.Stats()
+	if st.Events != 1000 || st.Shipped["a"] != 1000 || st.Shipped["b"] != 1000 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestPipelineRetriesTransientFailures(t *testing.T) {
+	a := outputtest.NewFake("a")
+	a.FailNext(5, nil)
+	cp := &memCheckpoint{}
+	p := newPipeline(t, []auditlogin.Output{a}, cp, nil, nil)
+	ch := make(chan []auditlogin.Line)
+	done := make(chan error)
+	go func() { done <- p.Run(context.Background(), ch) }()
+	feed(ch, 0, 100, nil)
+	close(ch)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := len(a.Delivered()); n != 100 {
+		t.Fatalf("delivered %d, want 100 (no loss, no duplicates)", n)
+	}
+	if p.Stats().Retries["a"] != 5 {
+		t.Fatalf("retries %d, want 5", p.Stats().Retries["a"])
+	}
+	if cp.get(fileA) != 1000 {
+		t.Fatalf("committed %d", cp.get(fileA))
+	}
+}
+
+func TestPipelinePartialFailureRetriesOnlyFailedItems(t *testing.T) {
+	a := outputtest.NewFake("a")
+	var mu sync.Mutex
+	failed := map[string]int{}
+	a.FailItems(func(ev *auditlogin.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if strings.HasSuffix(ev.Thread, "3") && failed[ev.Thread] < 2 {
+			failed[ev.Thread]++
+			return errors.New("429 too many requests")
+		}
+		if ev.Thread == "42" {
+			return auditlogin.Permanent(errors.New("mapper_parsing_exception"))
+		}
+		return nil
+	})
+	cp := &memCheckpoint{}
+	dl := &memDeadLetter{}
+	p := newPipeline(t, []auditlogin.Output{a}, cp, dl, nil)
+	ch := make(chan []auditlogin.Line)
+	done := make(chan error)
+	go func() { done <- p.Run(context.Background(), ch) }()
+	feed(ch, 0, 100, nil)
+	close(ch)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for _, th := range threads(a.Delivered()) {
+		count[th]++
+	}
+	for i := 0; i < 100; i++ {
+		th := fmt.Sprint(i)
+		want := 1
+		if th == "42" {
+			want = 0
+		}
+		if count[th] != want {
+			t.Errorf("event %s delivered %d times, want %d", th, count[th], want)
+		}
+	}
+	ents := dl.all()
+	if len(ents) != 1 || ents[0].Event.Thread != "42" || ents[0].Output != "a" || ents[0].Offset != 420 {
+		t.Fatalf("dead letters: %+v", ents)
+	}
+	if cp.get(fileA) != 1000 {
+		t.Fatalf("committed %d: a dead-lettered event must not hold the offset back", cp.get(fileA))
+	}
+}
+
+func TestPipelineParseErrorsAreDeadLetteredAndAcked(t *testing.T) {
+	a := outputtest.NewFake("a")
+	cp := &memCheckpoint{}
+	dl := &memDeadLetter{}
+	p := newPipeline(t, []auditlogin.Output{a}, cp, dl, nil)
+	ch := make(chan []auditlogin.Line)
+	done := make(chan error)
+	go func() { done <- p.Run(context.Background(), ch) }()
+	feed(ch, 0, 50, func(i int) string {
+		switch i % 10 {
+		case 3:
+			return "bad" + fmt.Sprint(i)
+		case 4:
+			return "skip"
+		}
+		return fmt.Sprint(i)
+	})
+	close(ch)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := len(a.Delivered()); n != 40 {
+		t.Fatalf("delivered %d, want 40", n)
+	}
+	ents := dl.all()
+	if len(ents) != 5 || ents[0].Offset != 30 || ents[0].Path != "/a.log" || string(ents[0].Raw) != "bad3" {
+		t.Fatalf("dead letters: %+v", ents)
+	}
+	if p.Stats().ParseErrors != 5 {
+		t.Fatalf("parse errors counted %d", p.Stats().ParseErrors)
+	}
+	if cp.get(fileA) != 500 {
+		t.Fatalf("committed %d, want 500", cp.get(fileA))
+	}
+}
+
+// A blocked output stops the pipeline from taking more lines (bounded memory)
+// and keeps the committed offset where delivery stopped; a shutdown then does
+// not wait forever.
+func TestPipelineBlockedOutputBoundsMemoryAndOffsets(t *testing.T) {
+	a := outputtest.NewFake("a")
+	cp := &memCheckpoint{}
+	p := newPipeline(t, []auditlogin.Output{a}, cp, nil, func(c *auditlogin.PipelineConfig) {
+		c.MaxInFlight = 64
+		c.ShutdownTimeout = 200 * time.Millisecond
+	})
+	ch := make(chan []auditlogin.Line)
+	done := make(chan error)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go func() { done <- p.Run(ctx, ch) }()
+	feed(ch, 0, 100, nil)
+	// Let it deliver, then block.
+	deadline := time.Now().Add(5 * time.Second)
+	for cp.get(fileA) != 1000 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if cp.get(fileA) != 1000 {
+		t.Fatalf("first 100 not committed: %d", cp.get(fileA))
+	}
+	release := a.Block()
+	defer release()
+	sent := make(chan int)
+	go func() {
+		n := 0
+		for i := 100; i < 10000; i += 7 {
+			select {
+			case ch <- oneBatch(i):
+				n += 7
+			case <-time.After(300 * time.Millisecond):
+				sent <- n
+				return
+			}
+		}
+		sent <- n
+	}()
+	n := <-sent
+	if n > 64+16+7*3 {
+		t.Fatalf("pipeline took %d lines while its output was blocked: memory is not bounded", n)
+	}
+	if got := cp.get(fileA); got != 1000 {
+		t.Fatalf("committed %d while output blocked, want 1000", got)
+	}
+	stop() // SIGTERM
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after the shutdown timeout with a blocked output")
+	}
+	if got := cp.get(fileA); got != 1000 {
+		t.Fatalf("committed %d after shutdown, want 1000 (nothing past the blocked batch)", got)
+	}
+}
+
+func oneBatch(from int) []auditlogin.Line {
+	var p lineParser
+	var b []auditlogin.Line
+	for i := from; i < from+7; i++ {
+		b = append(b, auditlogin.Line{Data: []byte(fmt.Sprint(i)), Parser: p,
+			Pos: auditlogin.Position{File: fileA, Path: "/a.log", Offset: int64(i) * 10, End: int64(i+1) * 10}})
+	}
+	return b
+}
+
+// With two outputs, offsets move only when both have a batch.
+func TestPipelineCommitsOnlyWhatEveryOutputAcked(t *testing.T) {
+	fast, slow := outputtest.NewFake("fast"), outputtest.NewFake("slow")
+	release := slow.Block()
+	cp := &memCheckpoint{}
+	p := newPipeline(t, []auditlogin.Output{fast, slow}, cp, nil, nil)
+	ch := make(chan []auditlogin.Line)
+	done := make(chan error)
+	go func() { done <- p.Run(context.Background(), ch) }()
+	feed(ch, 0, 20, nil)
+	deadline := time.Now().Add(5 * time.Second)
+	for len(fast.Delivered()) < 20 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if got := cp.get(fileA); got != 0 {
+		t.Fatalf("committed %d while one output had nothing", got)
+	}
+	release()
+	close(ch)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := cp.get(fileA); got != 200 {
+		t.Fatalf("committed %d, want 200", got)
+	}
+}
+
+// A stop with an output that never succeeds ends within the shutdown timeout
+// and commits nothing that was not delivered.
+func TestPipelineStopWithDeadOutputCommitsOnlyAcked(t *testing.T) {
+	a := outputtest.NewFake("a")
+	a.FailNext(1<<30, nil) // never succeeds
+	cp := &memCheckpoint{}
+	p := newPipeline(t, []auditlogin.Output{a}, cp, nil, func(c *auditlogin.PipelineConfig) {
+		c.ShutdownTimeout = 100 * time.Millisecond
+	})
+	ch := make(chan []auditlogin.Line, 10)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx, ch) }()
+	feed(ch, 0, 30, nil)
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not stop on cancel")
+	}
+	if got := cp.get(fileA); got != 0 {
+		t.Fatalf("committed %d though nothing was delivered", got)
+	}
+}

@@ -1,0 +1,206 @@
+package tailer
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/auditlogin/auditlogin"
+)
+
+// Registry is the offset registry: for each file identity, the offset below
+// which every record has been delivered by every output. It implements
+// auditlogin.Checkpoint; only the pipeline's committer advances it. The file
+// is replaced atomically (temp file, fsync, rename, fsync of the directory),
+// so a crash leaves either the old or the new registry, never a torn one.
+type Registry struct {
+	path       string
+	cleanAfter time.Duration
+
+	mu      sync.Mutex
+	entries map[auditlogin.FileID]*entry
+}
+
+type entry struct {
+	Path    string    `json:"path"`
+	Dev     uint64    `json:"dev"`
+	Ino     uint64    `json:"ino"`
+	FPLen   int       `json:"fp_len"`
+	FP      string    `json:"fp"`
+	Offset  int64     `json:"offset"`
+	Updated time.Time `json:"updated"`
+}
+
+func (e *entry) id() auditlogin.FileID {
+	return auditlogin.FileID{Dev: e.Dev, Ino: e.Ino, FPLen: e.FPLen, FP: e.FP}
+}
+
+type registryFile struct {
+	Version int      `json:"version"`
+	Files   []*entry `json:"files"`
+}
+
+// OpenRegistry loads the registry at path (a missing file is an empty
+// registry). Entries whose file is gone are dropped cleanAfter after their
+// last update.
+func OpenRegistry(path string, cleanAfter time.Duration) (*Registry, error) {
+	r := &Registry{path: path, cleanAfter: cleanAfter, entries: map[auditlogin.FileID]*entry{}}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return r, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading registry: %w", err)
+	}
+	var rf registryFile
+	if err := json.Unmarshal(data, &rf); err != nil {
+		return nil, fmt.Errorf("registry %s is not valid (%v): move it away to start over, which re-reads every file", path, err)
+	}
+	if rf.Version != 1 {
+		return nil, fmt.Errorf("registry %s has version %d, this agent reads version 1", path, rf.Version)
+	}
+	for _, e := range rf.Files {
+		r.entries[e.id()] = e
+	}
+	return r, nil
+}
+
+// Path returns the registry file's path.
+func (r *Registry) Path() string { return r.path }
+
+// Get returns the committed offset of id.
+func (r *Registry) Get(id auditlogin.FileID) (int64, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e, ok := r.entries[id]; ok {
+		return e.Offset, true
+	}
+	return 0, false
+}
+
+// Entries returns a copy of every entry as (id, committed) pairs.
+func (r *Registry) Entries() map[auditlogin.FileID]auditlogin.Committed {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[auditlogin.FileID]auditlogin.Committed, len(r.entries))
+	for id, e := range r.entries {
+		out[id] = auditlogin.Committed{Path: e.Path, Offset: e.Offset}
+	}
+	return out
+}
+
+// Commit implements auditlogin.Checkpoint.
+func (r *Registry) Commit(offsets map[auditlogin.FileID]auditlogin.Committed) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now().UTC()
+	for id, c := range offsets {
+		e := r.entries[id]
+		if e == nil {
+			e = &entry{Dev: id.Dev, Ino: id.Ino, FPLen: id.FPLen, FP: id.FP}
+			r.entries[id] = e
+		}
+		e.Path, e.Offset, e.Updated = c.Path, c.Offset, now
+	}
+	r.prune(now)
+	return r.write()
+}
+
+// prune drops entries not updated for cleanAfter whose file is no longer at
+// its recorded path (a live but idle file keeps its entry forever).
+func (r *Registry) prune(now time.Time) {
+	if r.cleanAfter <= 0 {
+		return
+	}
+	for id, e := range r.entries {
+		if now.Sub(e.Updated) < r.cleanAfter {
+			continue
+		}
+		if stillThere(e) {
+			continue
+		}
+		delete(r.entries, id)
+	}
+}
+
+// stillThere reports whether e's file is still at its path with its content.
+func stillThere(e *entry) bool {
+	f, err := os.Open(e.Path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	if dev, ino := devIno(fi); dev != e.Dev || ino != e.Ino {
+		return false
+	}
+	fp, err := fingerprint(f, e.FPLen)
+	return err == nil && fp == e.FP
+}
+
+func (r *Registry) write() error {
+	rf := registryFile{Version: 1, Files: make([]*entry, 0, len(r.entries))}
+	for _, e := range r.entries {
+		rf.Files = append(rf.Files, e)
+	}
+	sort.Slice(rf.Files, func(i, j int) bool {
+		a, b := rf.Files[i], rf.Files[j]
+		if a.Path != b.Path {
+			return a.Path < b.Path
+		}
+		return a.Updated.Before(b.Updated)
+	})
+	data, err := json.MarshalIndent(rf, "", " ")
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(r.path, append(data, '\n'), 0o640)
+}
+
+// WriteFileAtomic replaces path with data: temp file in the same directory,
+// fsync, rename, fsync of the directory.
+func WriteFileAtomic(path string, data []byte, perm fs.FileMode) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after a successful rename
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,0 +1,577 @@
+// Package tailer follows log files: discovery by glob, reading and framing
+// lines with exact byte offsets, file identity (device, inode and a
+// fingerprint of the first bytes), rotation, and the offset registry. It never
+// commits offsets: the pipeline does, from acknowledgements.
+//
+// Rotation semantics:
+//   - rename (logrotate "create"): a harvester follows the file descriptor, not
+//     the name, so it reads the renamed file to its end; once the path no
+//     longer leads to it and nothing was appended for RotateWait, it closes.
+//     The new file at the path is found by the next scan.
+//   - copytruncate (the normal case for audit_login.log, which the server never
+//     reopens): the file shrinks, or its first bytes change. Lines written after
+//     our last read and before the truncation are in the rotated copy: it is
+//     found by fingerprint among the files beside it whose name starts with
+//     the log's name, and read from our offset to its end. Then the live file
+//     is read again from the start, as a new identity.
+//   - a file truncated while the agent was stopped is recognized the same way
+//     at start (its inode is known with other first bytes).
+//   - a half-written last line is never passed on until its newline arrives.
+package tailer
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/auditlogin/auditlogin"
+)
+
+// Input is one configured input: the files it follows and how to parse them.
+type Input struct {
+	Name       string
+	Paths      []string // globs
+	NewParser  func() auditlogin.Parser
+	StartAtEnd bool // files present at start with no registry entry begin at their end
+}
+
+// Config configures a Tailer. Zero values take the defaults noted.
+type Config struct {
+	Inputs          []Input
+	Registry        *Registry
+	Logger          *slog.Logger
+	ScanInterval    time.Duration // globs are re-evaluated this often (1s)
+	PollInterval    time.Duration // an idle harvester checks its file this often (250ms)
+	RotateWait      time.Duration // a renamed or deleted file is read until idle this long (5s)
+	CloseInactive   time.Duration // a harvester idle at EOF this long closes; the scan reopens on growth (5m)
+	FingerprintSize int           // leading bytes that identify a file (1024)
+	MaxLine         int           // longer lines are cut and rejected (1 MiB)
+	ReadSize        int           // bytes read at a time (256 KiB)
+	// Once reads every file to its end and stops (no following).
+	Once bool
+}
+
+// Tailer follows every input's files. Create with New, then Run.
+type Tailer struct {
+	cfg Config
+	log *slog.Logger
+	out chan<- []auditlogin.Line
+
+	mu      sync.Mutex
+	active  map[[2]uint64]bool            // dev/ino of files being read
+	parked  map[auditlogin.FileID]parking // where closed harvesters stopped
+	warned  map[string]bool
+	wg      sync.WaitGroup
+	started bool
+}
+
+type parking struct {
+	off    int64
+	parser auditlogin.Parser
+}
+
+// New returns a Tailer for cfg.
+func New(cfg Config) *Tailer {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&cfg.ScanInterval, time.Second)
+	def(&cfg.PollInterval, 250*time.Millisecond)
+	def(&cfg.RotateWait, 5*time.Second)
+	def(&cfg.CloseInactive, 5*time.Minute)
+	if cfg.FingerprintSize <= 0 {
+		cfg.FingerprintSize = DefaultFingerprintSize
+	}
+	if cfg.MaxLine <= 0 {
+		cfg.MaxLine = auditlogin.DefaultMaxLine
+	}
+	if cfg.ReadSize <= 0 {
+		cfg.ReadSize = 256 << 10
+	}
+	return &Tailer{cfg: cfg, log: cfg.Logger, active: map[[2]uint64]bool{},
+		parked: map[auditlogin.FileID]parking{}, warned: map[string]bool{}}
+}
+
+// Run follows the inputs, sending lines to out in file order per file, until
+// ctx is done — or, with Once, until every file has been read to its end.
+// It then waits for its harvesters and closes out.
+func (t *Tailer) Run(ctx context.Context, out chan<- []auditlogin.Line) error {
+	t.out = out
+	defer close(out)
+	defer t.wg.Wait()
+	first := true
+	for {
+		t.scan(ctx, first)
+		first = false
+		if t.cfg.Once {
+			t.wg.Wait()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(t.cfg.ScanInterval):
+		}
+	}
+}
+
+func (t *Tailer) warnOnce(key, msg string, args ...any) {
+	t.mu.Lock()
+	seen := t.warned[key]
+	t.warned[key] = true
+	t.mu.Unlock()
+	if !seen {
+		t.log.Warn(msg, args...)
+	}
+}
+
+func (t *Tailer) scan(ctx context.Context, first bool) {
+	seen := map[[2]uint64]bool{}
+	for i := range t.cfg.Inputs {
+		in := &t.cfg.Inputs[i]
+		for _, pat := range in.Paths {
+			matches, err := filepath.Glob(pat)
+			if err != nil {
+				t.warnOnce("glob:"+pat, "bad path pattern", "input", in.Name, "pattern", pat, "err", err)
+				continue
+			}
+			if len(matches) == 0 {
+				t.warnOnce("nomatch:"+pat, "no file matches yet; waiting for one to appear", "input", in.Name, "pattern", pat)
+			}
+			for _, path := range matches {
+				fi, err := os.Stat(path)
+				if err != nil || !fi.Mode().IsRegular() || fi.Size() == 0 {
+					continue
+				}
+				dev, ino := devIno(fi)
+				di := [2]uint64{dev, ino}
+				if seen[di] {
+					continue
+				}
+				seen[di] = true
+				t.mu.Lock()
+				busy := t.active[di]
+				t.mu.Unlock()
+				if !busy {
+					t.consider(ctx, in, path, first)
+				}
+			}
+		}
+	}
+}
+
+// consider decides where to read a file found by the scan, and starts a
+// harvester when there is something to read.
+func (t *Tailer) consider(ctx context.Context, in *Input, path string, first bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		t.warnOnce("open:"+path, "cannot open file", "file", path, "err", err)
+		return
+	}
+	id, size, ok, err := identify(f, t.cfg.FingerprintSize)
+	if err != nil || !ok {
+		if err != nil {
+			t.warnOnce("read:"+path, "cannot read file", "file", path, "err", err)
+		}
+		f.Close()
+		return
+	}
+	var parser auditlogin.Parser
+	off, known := int64(0), false
+	t.mu.Lock()
+	if p, ok := t.parked[id]; ok {
+		off, parser, known = p.off, p.parser, true
+		delete(t.parked, id)
+	}
+	t.mu.Unlock()
+	if !known && t.cfg.Registry != nil {
+		off, known = t.cfg.Registry.Get(id)
+	}
+	if !known {
+		// The same inode with other first bytes: it was truncated and
+		// rewritten (copytruncate) while we were not reading it. Read what
+		// it held beyond our offset from its rotated copy.
+		for oid, c := range t.registryEntries() {
+			if oid.Dev == id.Dev && oid.Ino == id.Ino && oid.FP != id.FP && c.Offset > 0 {
+				if !t.recoverGap(ctx, in, oid, c.Offset, path, nil) {
+					t.log.Warn("file was truncated while the agent was not reading it, and no rotated copy holds the rest: lines written after the last commit may be lost",
+						"file", path, "offset", c.Offset)
+				}
+			}
+		}
+		// A copy or a move of a file we read (same first bytes, another inode).
+		if o, ok := t.byFingerprint(id, f); ok {
+			off, known = o, true
+		}
+	}
+	if !known && in.StartAtEnd && first {
+		off = lastLineEnd(f, size)
+		t.log.Info("new file: starting at its end", "file", path, "offset", off)
+	}
+	if off > size {
+		t.log.Warn("file is shorter than its committed offset: reading it from the start", "file", path, "offset", off, "size", size)
+		off = 0
+	}
+	// Nothing to read yet: remember where to start; the scan comes back on growth.
+	if off == size {
+		t.mu.Lock()
+		t.parked[id] = parking{off: off, parser: parser}
+		t.mu.Unlock()
+		f.Close()
+		return
+	}
+	if parser == nil {
+		parser = in.NewParser()
+	}
+	t.start(ctx, &harvester{t: t, in: in, f: f, path: path, id: id, identified: true, off: off, parser: parser})
+}
+
+func (t *Tailer) registryEntries() map[auditlogin.FileID]auditlogin.Committed {
+	if t.cfg.Registry == nil {
+		return nil
+	}
+	return t.cfg.Registry.Entries()
+}
+
+// byFingerprint finds a registry entry for another inode whose first bytes
+// are f's: f is a copy or a move of that file, and resumes at its offset.
+func (t *Tailer) byFingerprint(id auditlogin.FileID, f *os.File) (int64, bool) {
+	best, found := int64(0), false
+	for oid, c := range t.registryEntries() {
+		if oid.Dev == id.Dev && oid.Ino == id.Ino {
+			continue
+		}
+		fp := id.FP
+		if oid.FPLen != id.FPLen {
+			var err error
+			if fp, err = fingerprint(f, oid.FPLen); err != nil || fp == "" {
+				continue
+			}
+		}
+		if fp == oid.FP && (!found || c.Offset > best) {
+			best, found = c.Offset, true
+		}
+	}
+	return best, found
+}
+
+// recoverGap looks beside livePath for the rotated copy of the file old (the
+// same first bytes) and starts a harvester that reads it from offset from to
+// its end. parser continues the old file's parser (a record may have begun
+// before the truncation); nil makes a new one. It returns false when no copy
+// was found.
+func (t *Tailer) recoverGap(ctx context.Context, in *Input, old auditlogin.FileID, from int64, livePath string, parser auditlogin.Parser) bool {
+	dir, base := filepath.Dir(livePath), filepath.Base(livePath)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, de := range ents {
+		name := de.Name()
+		if name == base || !strings.HasPrefix(name, base) || !de.Type().IsRegular() {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		f, err := os.Open(p)
+		if err != nil {
+			continue
+		}
+		fp, err := fingerprint(f, old.FPLen)
+		if err != nil || fp != old.FP {
+			f.Close()
+			continue
+		}
+		id, size, ok, err := identify(f, t.cfg.FingerprintSize)
+		if err != nil || !ok {
+			f.Close()
+			continue
+		}
+		t.mu.Lock()
+		busy := t.active[[2]uint64{id.Dev, id.Ino}]
+		t.mu.Unlock()
+		if busy { // already being read (a glob matches the rotated files too)
+			f.Close()
+			return true
+		}
+		off := from
+		if o, ok := t.cfg.Registry.Get(id); ok && o > off {
+			off = o
+		}
+		t.log.Info("reading the lines written before the truncation from the rotated copy",
+			"file", p, "offset", off, "size", size)
+		if parser == nil {
+			parser = in.NewParser()
+		}
+		t.start(ctx, &harvester{t: t, in: in, f: f, path: p, id: id, identified: true, off: off, parser: parser, rotated: true})
+		return true
+	}
+	return false
+}
+
+func (t *Tailer) start(ctx context.Context, h *harvester) {
+	t.mu.Lock()
+	h.di = [2]uint64{h.id.Dev, h.id.Ino}
+	t.active[h.di] = true
+	t.mu.Unlock()
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		h.run(ctx)
+	}()
+}
+
+// lastLineEnd returns the offset just past the last newline before size.
+func lastLineEnd(f *os.File, size int64) int64 {
+	const window = 64 << 10
+	from := size - window
+	if from < 0 {
+		from = 0
+	}
+	buf := make([]byte, size-from)
+	n, _ := f.ReadAt(buf, from)
+	if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+		return from + int64(i) + 1
+	}
+	if from == 0 {
+		return 0
+	}
+	return size
+}
+
+// harvester reads one file (one identity at a time) from its offset.
+type harvester struct {
+	t      *Tailer
+	in     *Input
+	f      *os.File
+	di     [2]uint64
+	path   string
+	id     auditlogin.FileID
+	parser auditlogin.Parser
+
+	identified bool  // id is known (false after a truncation, until bytes arrive)
+	off        int64 // read offset: just past the last line passed on
+	lastSize   int64
+	rotated    bool // a rotated copy: read to its end, then close
+	skip       *longLine
+}
+
+// longLine is a line longer than MaxLine being skipped to its newline.
+type longLine struct {
+	start int64
+	kept  []byte
+}
+
+func (h *harvester) run(ctx context.Context) {
+	t := h.t
+	// Where it stopped is remembered, so that a later scan resumes there and
+	// not at the committed offset, which may still lag behind lines in flight.
+	park := true
+	defer func() {
+		h.f.Close()
+		t.mu.Lock()
+		delete(t.active, h.di)
+		if park && h.identified && h.skip == nil {
+			t.parked[h.id] = parking{off: h.off, parser: h.parser}
+		}
+		t.mu.Unlock()
+	}()
+	tick := time.NewTicker(t.cfg.PollInterval)
+	defer tick.Stop()
+	idleSince := time.Now()
+	for {
+		n, err := h.readOnce(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				t.log.Error("reading file; will retry it from the committed offset on the next scan", "file", h.path, "offset", h.off, "err", err)
+				park = false // restart from the registry, not from here
+			}
+			return
+		}
+		if n > 0 {
+			idleSince = time.Now()
+			continue
+		}
+		if h.rotated {
+			h.endOfFile(ctx)
+			h.parser = nil // ended: a later reader starts a new one
+			t.log.Info("finished reading rotated file", "file", h.path, "offset", h.off)
+			return
+		}
+		if t.cfg.Once {
+			return
+		}
+		idle := time.Since(idleSince)
+		if idle >= t.cfg.RotateWait && h.gone() {
+			h.endOfFile(ctx)
+			t.log.Info("file was rotated away or deleted and is read to its end; closing it", "file", h.path, "offset", h.off)
+			h.parser = nil
+			return
+		}
+		if idle >= t.cfg.CloseInactive {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// gone reports whether the path no longer leads to this file.
+func (h *harvester) gone() bool {
+	fi, err := os.Stat(h.path)
+	if err != nil {
+		return true
+	}
+	dev, ino := devIno(fi)
+	return [2]uint64{dev, ino} != h.di
+}
+
+// endOfFile tells the pipeline that this identity's lines are complete, so a
+// record left pending by its parser is rejected rather than kept forever.
+func (h *harvester) endOfFile(ctx context.Context) {
+	l := auditlogin.Line{EndOfFile: true, Parser: h.parser,
+		Pos: auditlogin.Position{File: h.id, Path: h.path, Offset: h.off, End: h.off}}
+	select {
+	case h.t.out <- []auditlogin.Line{l}:
+	case <-ctx.Done():
+	}
+}
+
+// readOnce reads what the file holds beyond the offset and passes on its
+// complete lines. It returns the number of bytes consumed (0 at EOF).
+func (h *harvester) readOnce(ctx context.Context) (int64, error) {
+	fi, err := h.f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	size := fi.Size()
+	if !h.identified {
+		if size == 0 {
+			return 0, nil
+		}
+		id, _, ok, err := identify(h.f, h.t.cfg.FingerprintSize)
+		if err != nil || !ok {
+			return 0, err
+		}
+		h.id, h.identified, h.off = id, true, 0
+	}
+	if size < h.off {
+		h.truncated(ctx, "file is shorter than the read offset")
+		return 1, nil
+	}
+	if size == h.off {
+		h.lastSize = size
+		return 0, nil
+	}
+	// Same size or larger, but other first bytes: truncated and rewritten
+	// between two looks (copytruncate followed by fast writes).
+	if fp, err := fingerprint(h.f, h.id.FPLen); err != nil {
+		return 0, err
+	} else if fp != h.id.FP {
+		h.truncated(ctx, "file's first bytes changed")
+		return 1, nil
+	}
+	h.lastSize = size
+
+	want := int64(h.t.cfg.ReadSize)
+	var buf []byte
+	for {
+		n := size - h.off
+		if n > want {
+			n = want
+		}
+		buf = make([]byte, n)
+		got, err := h.f.ReadAt(buf, h.off)
+		if err != nil && err != io.EOF {
+			return 0, err
+		}
+		buf = buf[:got]
+		// A chunk with no newline that filled the read: read more at once,
+		// up to the line limit (beyond it the line is cut anyway).
+		if h.skip == nil && int64(got) == want && bytes.IndexByte(buf, '\n') < 0 && want <= int64(h.t.cfg.MaxLine) {
+			want *= 2
+			continue
+		}
+		break
+	}
+	lines, consumed := h.frame(buf)
+	h.off += consumed
+	if len(lines) > 0 {
+		select {
+		case h.t.out <- lines:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+	return consumed, nil
+}
+
+// frame splits buf (which starts at h.off) into complete lines.
+func (h *harvester) frame(buf []byte) ([]auditlogin.Line, int64) {
+	maxLine := h.t.cfg.MaxLine
+	var lines []auditlogin.Line
+	pos := h.off
+	data := buf
+	mk := func(d []byte, start, end int64, truncated bool) auditlogin.Line {
+		return auditlogin.Line{Data: d, Truncated: truncated, Parser: h.parser,
+			Pos: auditlogin.Position{File: h.id, Path: h.path, Offset: start, End: end}}
+	}
+	for len(data) > 0 {
+		i := bytes.IndexByte(data, '\n')
+		if h.skip != nil {
+			if i < 0 {
+				pos += int64(len(data))
+				break
+			}
+			lines = append(lines, mk(h.skip.kept, h.skip.start, pos+int64(i)+1, true))
+			h.skip = nil
+		} else if i < 0 {
+			if len(data) > maxLine {
+				h.skip = &longLine{start: pos, kept: bytes.Clone(data[:maxLine])}
+				pos += int64(len(data))
+			}
+			break // a partial line waits for its newline
+		} else if i > maxLine {
+			lines = append(lines, mk(data[:maxLine], pos, pos+int64(i)+1, true))
+		} else {
+			lines = append(lines, mk(data[:i], pos, pos+int64(i)+1, false))
+		}
+		pos += int64(i) + 1
+		data = data[i+1:]
+	}
+	return lines, pos - h.off
+}
+
+// truncated handles copytruncate: the rest of the old content is read from
+// the rotated copy, then the live file from its start as a new identity.
+func (h *harvester) truncated(ctx context.Context, why string) {
+	t := h.t
+	old, from := h.id, h.off
+	t.log.Info("file truncated (copytruncate); reading it again from the start", "file", h.path, "offset", from, "reason", why)
+	if !t.recoverGap(ctx, h.in, old, from, h.path, h.parser) {
+		if h.lastSize > from {
+			t.log.Warn("lines written just before the truncation were not read and no rotated copy holds them",
+				"file", h.path, "offset", from, "bytes", h.lastSize-from)
+		}
+		h.endOfFile(ctx)
+	}
+	h.parser = h.in.NewParser()
+	h.identified, h.off, h.skip, h.lastSize = false, 0, nil, 0
+}
+
+// String describes the harvester for logs.
+func (h *harvester) String() string { return fmt.Sprintf("%s@%d", h.path, h.off) }
