@@ -35,6 +35,9 @@ type entry struct {
 	FP      string    `json:"fp"`
 	Offset  int64     `json:"offset"`
 	Updated time.Time `json:"updated"`
+	// Rotated: the file was truncated under this identity and its rest read
+	// from the rotated copy; it is not recovered again.
+	Rotated bool `json:"rotated,omitempty"`
 }
 
 func (e *entry) id() auditlogin.FileID {
@@ -84,15 +87,58 @@ func (r *Registry) Get(id auditlogin.FileID) (int64, bool) {
 	return 0, false
 }
 
-// Entries returns a copy of every entry as (id, committed) pairs.
-func (r *Registry) Entries() map[auditlogin.FileID]auditlogin.Committed {
+// Known is an entry as the tailer sees it.
+type Known struct {
+	Path    string
+	Offset  int64
+	Rotated bool
+}
+
+// Entries returns a copy of every entry.
+func (r *Registry) Entries() map[auditlogin.FileID]Known {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make(map[auditlogin.FileID]auditlogin.Committed, len(r.entries))
+	out := make(map[auditlogin.FileID]Known, len(r.entries))
 	for id, e := range r.entries {
-		out[id] = auditlogin.Committed{Path: e.Path, Offset: e.Offset}
+		out[id] = Known{Path: e.Path, Offset: e.Offset, Rotated: e.Rotated}
 	}
 	return out
+}
+
+// MarkRotated records that id's file was truncated and its rest recovered;
+// it is written with the next commit.
+func (r *Registry) MarkRotated(id auditlogin.FileID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e := r.entries[id]; e != nil {
+		e.Rotated = true
+	}
+}
+
+// Lookup returns the identity and committed offset under which the file now
+// at path was read: the entry for its inode whose fingerprint matches its
+// first bytes.
+func (r *Registry) Lookup(path string) (auditlogin.FileID, int64, bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return auditlogin.FileID{}, 0, false
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return auditlogin.FileID{}, 0, false
+	}
+	dev, ino := devIno(fi)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, e := range r.entries {
+		if e.Dev == dev && e.Ino == ino {
+			if fp, err := fingerprint(f, e.FPLen); err == nil && fp == e.FP {
+				return id, e.Offset, true
+			}
+		}
+	}
+	return auditlogin.FileID{}, 0, false
 }
 
 // Commit implements auditlogin.Checkpoint.

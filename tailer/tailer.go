@@ -180,40 +180,36 @@ func (t *Tailer) consider(ctx context.Context, in *Input, path string, first boo
 		t.warnOnce("open:"+path, "cannot open file", "file", path, "err", err)
 		return
 	}
-	id, size, ok, err := identify(f, t.cfg.FingerprintSize)
-	if err != nil || !ok {
-		if err != nil {
-			t.warnOnce("read:"+path, "cannot read file", "file", path, "err", err)
-		}
+	fi, err := f.Stat()
+	if err != nil || fi.Size() == 0 {
 		f.Close()
 		return
 	}
-	var parser auditlogin.Parser
-	off, known := int64(0), false
-	t.mu.Lock()
-	if p, ok := t.parked[id]; ok {
-		off, parser, known = p.off, p.parser, true
-		delete(t.parked, id)
-	}
-	t.mu.Unlock()
-	if !known && t.cfg.Registry != nil {
-		off, known = t.cfg.Registry.Get(id)
-	}
+	size := fi.Size()
+	dev, ino := devIno(fi)
+	fps := &fpCache{f: f, m: map[int]string{}}
+	id, off, parser, known, stale := t.resolve(fps, dev, ino)
 	if !known {
 		// The same inode with other first bytes: it was truncated and
 		// rewritten (copytruncate) while we were not reading it. Read what
-		// it held beyond our offset from its rotated copy.
-		for oid, c := range t.registryEntries() {
-			if oid.Dev == id.Dev && oid.Ino == id.Ino && oid.FP != id.FP && c.Offset > 0 {
-				if !t.recoverGap(ctx, in, oid, c.Offset, path, nil) {
-					t.log.Warn("file was truncated while the agent was not reading it, and no rotated copy holds the rest: lines written after the last commit may be lost",
-						"file", path, "offset", c.Offset)
-				}
+		// it held beyond our offset from its rotated copy, first.
+		for _, s := range stale {
+			if !t.recoverGap(ctx, in, s.id, s.off, path, nil) {
+				t.log.Warn("file was truncated while the agent was not reading it, and no rotated copy holds the rest: lines written after the last commit may be lost",
+					"file", path, "offset", s.off)
+			}
+			if t.cfg.Registry != nil {
+				t.cfg.Registry.MarkRotated(s.id)
 			}
 		}
 		// A copy or a move of a file we read (same first bytes, another inode).
-		if o, ok := t.byFingerprint(id, f); ok {
+		if o, ok := t.byFingerprint(fps, dev, ino); ok {
 			off, known = o, true
+		}
+		var ok bool
+		if id, _, ok, err = identify(f, t.cfg.FingerprintSize); err != nil || !ok {
+			f.Close()
+			return
 		}
 	}
 	if !known && in.StartAtEnd && first {
@@ -238,7 +234,67 @@ func (t *Tailer) consider(ctx context.Context, in *Input, path string, first boo
 	t.start(ctx, &harvester{t: t, in: in, f: f, path: path, id: id, identified: true, off: off, parser: parser})
 }
 
-func (t *Tailer) registryEntries() map[auditlogin.FileID]auditlogin.Committed {
+// fpCache fingerprints one open file at several lengths.
+type fpCache struct {
+	f *os.File
+	m map[int]string
+}
+
+func (c *fpCache) get(n int) string {
+	if fp, ok := c.m[n]; ok {
+		return fp
+	}
+	fp, err := fingerprint(c.f, n)
+	if err != nil {
+		fp = ""
+	}
+	c.m[n] = fp
+	return fp
+}
+
+type staleEntry struct {
+	id  auditlogin.FileID
+	off int64
+}
+
+// resolve finds the identity under which the file (dev/ino, open in fps) was
+// read before: a parked or registry entry for this inode whose fingerprint
+// matches the file's first FPLen bytes (identities keep the fingerprint length
+// they were first seen with, so a file that grew is still recognized).
+// Entries for this inode whose first bytes no longer match are returned as
+// stale: the file was truncated and rewritten since.
+func (t *Tailer) resolve(fps *fpCache, dev, ino uint64) (id auditlogin.FileID, off int64, parser auditlogin.Parser, found bool, stale []staleEntry) {
+	t.mu.Lock()
+	for pid, p := range t.parked {
+		if pid.Dev == dev && pid.Ino == ino && fps.get(pid.FPLen) == pid.FP {
+			id, off, parser, found = pid, p.off, p.parser, true
+			delete(t.parked, pid)
+			break
+		}
+	}
+	t.mu.Unlock()
+	if found || t.cfg.Registry == nil {
+		return
+	}
+	for rid, c := range t.cfg.Registry.Entries() {
+		if rid.Dev != dev || rid.Ino != ino {
+			continue
+		}
+		if fps.get(rid.FPLen) == rid.FP {
+			if !found || c.Offset > off {
+				id, off, found = rid, c.Offset, true
+			}
+		} else if c.Offset > 0 && !c.Rotated {
+			stale = append(stale, staleEntry{id: rid, off: c.Offset})
+		}
+	}
+	if found {
+		stale = nil
+	}
+	return
+}
+
+func (t *Tailer) registryEntries() map[auditlogin.FileID]Known {
 	if t.cfg.Registry == nil {
 		return nil
 	}
@@ -246,21 +302,15 @@ func (t *Tailer) registryEntries() map[auditlogin.FileID]auditlogin.Committed {
 }
 
 // byFingerprint finds a registry entry for another inode whose first bytes
-// are f's: f is a copy or a move of that file, and resumes at its offset.
-func (t *Tailer) byFingerprint(id auditlogin.FileID, f *os.File) (int64, bool) {
+// are this file's: it is a copy or a move of that file, and resumes at its
+// offset.
+func (t *Tailer) byFingerprint(fps *fpCache, dev, ino uint64) (int64, bool) {
 	best, found := int64(0), false
 	for oid, c := range t.registryEntries() {
-		if oid.Dev == id.Dev && oid.Ino == id.Ino {
+		if oid.Dev == dev && oid.Ino == ino {
 			continue
 		}
-		fp := id.FP
-		if oid.FPLen != id.FPLen {
-			var err error
-			if fp, err = fingerprint(f, oid.FPLen); err != nil || fp == "" {
-				continue
-			}
-		}
-		if fp == oid.FP && (!found || c.Offset > best) {
+		if fps.get(oid.FPLen) == oid.FP && (!found || c.Offset > best) {
 			best, found = c.Offset, true
 		}
 	}
@@ -293,28 +343,43 @@ func (t *Tailer) recoverGap(ctx context.Context, in *Input, old auditlogin.FileI
 			f.Close()
 			continue
 		}
-		id, size, ok, err := identify(f, t.cfg.FingerprintSize)
-		if err != nil || !ok {
+		fi, err := f.Stat()
+		if err != nil {
 			f.Close()
 			continue
 		}
+		size := fi.Size()
+		cdev, cino := devIno(fi)
+		id, off, _, known, _ := t.resolve(&fpCache{f: f, m: map[int]string{}}, cdev, cino)
+		if !known {
+			if id, _, _, err = identify(f, t.cfg.FingerprintSize); err != nil {
+				f.Close()
+				continue
+			}
+		}
 		t.mu.Lock()
-		busy := t.active[[2]uint64{id.Dev, id.Ino}]
+		busy := t.active[[2]uint64{cdev, cino}]
 		t.mu.Unlock()
 		if busy { // already being read (a glob matches the rotated files too)
 			f.Close()
 			return true
 		}
-		off := from
-		if o, ok := t.cfg.Registry.Get(id); ok && o > off {
-			off = o
+		if off < from {
+			off = from
 		}
 		t.log.Info("reading the lines written before the truncation from the rotated copy",
 			"file", p, "offset", off, "size", size)
 		if parser == nil {
 			parser = in.NewParser()
 		}
-		t.start(ctx, &harvester{t: t, in: in, f: f, path: p, id: id, identified: true, off: off, parser: parser, rotated: true})
+		// Read it here, to its end, before the caller goes on with the live
+		// file: the old lines are passed on before the new ones.
+		h := &harvester{t: t, in: in, f: f, path: p, id: id, identified: true, off: off, parser: parser, rotated: true}
+		t.mu.Lock()
+		h.di = [2]uint64{id.Dev, id.Ino}
+		t.active[h.di] = true
+		t.mu.Unlock()
+		h.run(ctx)
 		return true
 	}
 	return false
@@ -568,6 +633,9 @@ func (h *harvester) truncated(ctx context.Context, why string) {
 				"file", h.path, "offset", from, "bytes", h.lastSize-from)
 		}
 		h.endOfFile(ctx)
+	}
+	if t.cfg.Registry != nil {
+		t.cfg.Registry.MarkRotated(old)
 	}
 	h.parser = h.in.NewParser()
 	h.identified, h.off, h.skip, h.lastSize = false, 0, nil, 0

@@ -1,0 +1,551 @@
+package tailer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/auditlogin/auditlogin"
+	"github.com/auditlogin/auditlogin/outputs/outputtest"
+)
+
+// textParser makes one event per line (Thread = the line) and rejects
+// truncated lines, like every real parser must.
+type textParser struct{}
+
+func (textParser) Feed(l auditlogin.Line, emit func(auditlogin.Record)) {
+	if l.Truncated {
+		emit(auditlogin.Record{Pos: l.Pos, Err: errors.New("too long"), Raw: l.Data})
+		return
+	}
+	emit(auditlogin.Record{Pos: l.Pos, Event: &auditlogin.Event{TS: "2026-11-25 10:00:00",
+		Type: auditlogin.TypeSuccess, MyHost: "h", Thread: string(l.Data), Path: l.Pos.Path, Offset: l.Pos.Offset}})
+}
+
+type deadLetters struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (d *deadLetters) Write(auditlogin.DeadLetterEntry) error { d.mu.Lock(); d.n++; d.mu.Unlock(); return nil }
+func (d *deadLetters) Sync() error                            { return nil }
+func (d *deadLetters) count() int                             { d.mu.Lock(); defer d.mu.Unlock(); return d.n }
+
+type harness struct {
+	t      *testing.T
+	dir    string
+	regDir string
+	paths  []string
+	out    *outputtest.Fake
+	dl     *deadLetters
+	reg    *Registry
+	cancel context.CancelFunc
+	done   chan struct{}
+	mod    func(*Config)
+}
+
+func newHarness(t *testing.T, mod func(*Config), patterns ...string) *harness {
+	dir := t.TempDir()
+	h := &harness{t: t, dir: dir, regDir: t.TempDir(), out: outputtest.NewFake("fake"), dl: &deadLetters{}, mod: mod}
+	for _, p := range patterns {
+		h.paths = append(h.paths, filepath.Join(dir, p))
+	}
+	return h
+}
+
+func (h *harness) path(name string) string { return filepath.Join(h.dir, name) }
+
+// start runs a tailer and a pipeline, as the agent does.
+func (h *harness) start() {
+	h.t.Helper()
+	reg, err := OpenRegistry(filepath.Join(h.regDir, "registry.json"), 0)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.reg = reg
+	cfg := Config{
+		Inputs:       []Input{{Name: "test", Paths: h.paths, NewParser: func() auditlogin.Parser { return textParser{} }}},
+		Registry:     reg,
+		ScanInterval: 20 * time.Millisecond, PollInterval: 5 * time.Millisecond,
+		RotateWait: 100 * time.Millisecond, CloseInactive: time.Minute,
+	}
+	if h.mod != nil {
+		h.mod(&cfg)
+	}
+	tl := New(cfg)
+	p, err := auditlogin.NewPipeline(auditlogin.PipelineConfig{
+		Outputs: []auditlogin.Output{h.out}, Checkpoint: reg, DeadLetter: h.dl,
+		BatchSize: 8, FlushInterval: 5 * time.Millisecond, CommitInterval: 10 * time.Millisecond,
+		RetryInitial: time.Millisecond, RetryMax: 10 * time.Millisecond, ShutdownTimeout: 2 * time.Second,
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	h.done = make(chan struct{})
+	ch := make(chan []auditlogin.Line, 4)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); tl.Run(ctx, ch) }()
+	go func() {
+		defer wg.Done()
+		if err := p.Run(ctx, ch); err != nil {
+			h.t.Errorf("pipeline: %v", err)
+		}
+	}()
+	go func() { wg.Wait(); close(h.done) }()
+	h.t.Cleanup(h.stop)
+}
+
+func (h *harness) stop() {
+	if h.cancel == nil {
+		return
+	}
+	h.cancel()
+	select {
+	case <-h.done:
+	case <-time.After(10 * time.Second):
+		h.t.Fatal("agent did not stop")
+	}
+	h.cancel = nil
+}
+
+func (h *harness) lines() []string {
+	var out []string
+	for _, ev := range h.out.Delivered() {
+		out = append(out, ev.Thread)
+	}
+	return out
+}
+
+// waitFor waits until the delivered lines are exactly want (in order when
+// ordered), failing on timeout.
+func (h *harness) waitFor(want []string) {
+	h.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if len(h.lines()) >= len(want) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(30 * time.Millisecond) // and nothing more arrives
+	got := h.lines()
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		h.t.Fatalf("delivered %v\nwant      %v", got, want)
+	}
+}
+
+// waitCommitted waits until the registry file (what a restart would read)
+// holds offset for the file now at path.
+func (h *harness) waitCommitted(path string, offset int64) {
+	h.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	var got int64
+	for time.Now().Before(deadline) {
+		if reg, err := OpenRegistry(h.reg.Path(), 0); err == nil {
+			if _, got, _ = reg.Lookup(path); got == offset {
+				return
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	h.t.Fatalf("committed offset of %s is %d, want %d", path, got, offset)
+}
+
+func (h *harness) idOf(path string) auditlogin.FileID {
+	h.t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer f.Close()
+	id, _, ok, err := identify(f, DefaultFingerprintSize)
+	if err != nil || !ok {
+		h.t.Fatalf("identify %s: %v", path, err)
+	}
+	return id
+}
+
+func size(t *testing.T, path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+func appendTo(t *testing.T, path string, s string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func seq(prefix string, from, to int) []string {
+	var out []string
+	for i := from; i < to; i++ {
+		out = append(out, fmt.Sprintf("%s%03d", prefix, i))
+	}
+	return out
+}
+
+func text(lines []string) string { return strings.Join(lines, "\n") + "\n" }
+
+func cat(parts ...[]string) []string {
+	var out []string
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+// copyTruncate does what logrotate's copytruncate does: copy, then truncate
+// the original in place.
+func copyTruncate(t *testing.T, path, to string) {
+	t.Helper()
+	src, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, err := os.Create(to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		t.Fatal(err)
+	}
+	src.Close()
+	dst.Close()
+	if err := os.Truncate(path, 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAppend(t *testing.T) {
+	h := newHarness(t, nil, "a.log")
+	p := h.path("a.log")
+	appendTo(t, p, text(seq("a", 0, 3)))
+	h.start()
+	h.waitFor(seq("a", 0, 3))
+	appendTo(t, p, text(seq("a", 3, 50)))
+	h.waitFor(seq("a", 0, 50))
+	h.waitCommitted(p, size(t, p))
+}
+
+func TestPartialWrite(t *testing.T) {
+	h := newHarness(t, nil, "a.log")
+	p := h.path("a.log")
+	appendTo(t, p, "first\nsec")
+	h.start()
+	h.waitFor([]string{"first"})
+	h.waitCommitted(p, 6) // not past the half-written line
+	appendTo(t, p, "ond\nthird\n")
+	h.waitFor([]string{"first", "second", "third"})
+	h.waitCommitted(p, size(t, p))
+}
+
+func TestRotateRename(t *testing.T) {
+	h := newHarness(t, nil, "a.log")
+	p := h.path("a.log")
+	// The server holds its descriptor across the rename, as mariadb's
+	// server_audit or any "create"-style rotation does.
+	w, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	w.WriteString(text(seq("a", 0, 5)))
+	h.start()
+	h.waitFor(seq("a", 0, 5))
+	if err := os.Rename(p, p+".1"); err != nil {
+		t.Fatal(err)
+	}
+	w.WriteString(text(seq("a", 5, 8))) // after the rename, before the reopen
+	w.Close()
+	appendTo(t, p, text(seq("b", 0, 4)))
+	deadline := time.Now().Add(5 * time.Second)
+	for len(h.lines()) < 12 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	got := h.lines()
+	// Both files are complete and in order each; they may interleave.
+	var as, bs []string
+	for _, l := range got {
+		if l[0] == 'a' {
+			as = append(as, l)
+		} else {
+			bs = append(bs, l)
+		}
+	}
+	if strings.Join(as, ",") != strings.Join(seq("a", 0, 8), ",") || strings.Join(bs, ",") != strings.Join(seq("b", 0, 4), ",") {
+		t.Fatalf("got %v", got)
+	}
+	h.waitCommitted(p+".1", size(t, p+".1"))
+	h.waitCommitted(p, size(t, p))
+}
+
+// copyTruncateScenario writes lines, lets the agent read them, then appends
+// more and rotates with copytruncate at once (so the last lines are likely in
+// the rotated copy only), then writes newLines to the live file.
+func copyTruncateScenario(t *testing.T, newLines []string) {
+	h := newHarness(t, nil, "a.log")
+	p := h.path("a.log")
+	appendTo(t, p, text(seq("a", 0, 10)))
+	h.start()
+	h.waitFor(seq("a", 0, 10))
+	appendTo(t, p, text(seq("a", 10, 13)))
+	copyTruncate(t, p, p+".1")
+	appendTo(t, p, text(newLines))
+	h.waitFor(cat(seq("a", 0, 13), newLines))
+	h.waitCommitted(p, size(t, p))
+	h.waitCommitted(p+".1", size(t, p+".1"))
+}
+
+func TestCopyTruncateSmaller(t *testing.T) { copyTruncateScenario(t, seq("b", 0, 2)) }
+
+// The new content is exactly as long as the old: only the fingerprint tells.
+func TestCopyTruncateSameSize(t *testing.T) { copyTruncateScenario(t, seq("b", 0, 13)) }
+
+// The new content is longer than the old offset: size alone cannot tell.
+func TestCopyTruncateLarger(t *testing.T) { copyTruncateScenario(t, seq("b", 0, 40)) }
+
+// Truncated while the agent was down: at start, the inode is known with other
+// first bytes; the rest of the old content comes from the rotated copy.
+func TestCopyTruncateWhileStopped(t *testing.T) {
+	h := newHarness(t, nil, "a.log")
+	p := h.path("a.log")
+	appendTo(t, p, text(seq("a", 0, 10)))
+	h.start()
+	h.waitFor(seq("a", 0, 10))
+	h.waitCommitted(p, size(t, p))
+	h.stop()
+	appendTo(t, p, text(seq("a", 10, 15)))
+	copyTruncate(t, p, p+".1")
+	appendTo(t, p, text(seq("b", 0, 3)))
+	h.start()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(h.lines()) < 18 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	got := h.lines()
+	if len(got) != 18 {
+		t.Fatalf("got %v", got)
+	}
+	seen := map[string]int{}
+	for _, l := range got {
+		seen[l]++
+	}
+	for _, l := range cat(seq("a", 0, 15), seq("b", 0, 3)) {
+		if seen[l] != 1 {
+			t.Errorf("%s delivered %d times", l, seen[l])
+		}
+	}
+}
+
+func TestDelete(t *testing.T) {
+	h := newHarness(t, nil, "a.log")
+	p := h.path("a.log")
+	w, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.WriteString(text(seq("a", 0, 3)))
+	h.start()
+	h.waitFor(seq("a", 0, 3))
+	os.Remove(p)
+	w.WriteString(text(seq("a", 3, 5))) // still written to the open, deleted file
+	w.Close()
+	h.waitFor(seq("a", 0, 5))
+}
+
+func TestDeleteRecreate(t *testing.T) {
+	h := newHarness(t, nil, "a.log")
+	p := h.path("a.log")
+	appendTo(t, p, text(seq("a", 0, 3)))
+	h.start()
+	h.waitFor(seq("a", 0, 3))
+	os.Remove(p)
+	appendTo(t, p, text(seq("b", 0, 3)))
+	h.waitFor(cat(seq("a", 0, 3), seq("b", 0, 3)))
+	h.waitCommitted(p, size(t, p))
+}
+
+func TestSymlink(t *testing.T) {
+	h := newHarness(t, nil, "current.log")
+	real1, link := h.path("real-1.log"), h.path("current.log")
+	appendTo(t, real1, text(seq("a", 0, 3)))
+	if err := os.Symlink(real1, link); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	h.waitFor(seq("a", 0, 3))
+	real2 := h.path("real-2.log")
+	appendTo(t, real2, text(seq("b", 0, 2)))
+	tmp := h.path("tmp-link")
+	os.Symlink(real2, tmp)
+	os.Rename(tmp, link) // atomic retarget
+	h.waitFor(cat(seq("a", 0, 3), seq("b", 0, 2)))
+	h.waitCommitted(link, size(t, real2))
+}
+
+func TestLongLine(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MaxLine = 1000; c.ReadSize = 256 }, "a.log")
+	p := h.path("a.log")
+	appendTo(t, p, "before\n"+strings.Repeat("x", 5000)+"\nafter\n"+strings.Repeat("y", 700)+"\n")
+	h.start()
+	h.waitFor([]string{"before", "after", strings.Repeat("y", 700)})
+	h.waitCommitted(p, size(t, p))
+	if h.dl.count() != 1 {
+		t.Fatalf("dead letters %d, want 1 for the over-long line", h.dl.count())
+	}
+}
+
+func TestResumeFromCheckpoint(t *testing.T) {
+	h := newHarness(t, nil, "a.log")
+	p := h.path("a.log")
+	appendTo(t, p, text(seq("a", 0, 20)))
+	h.start()
+	h.waitFor(seq("a", 0, 20))
+	h.waitCommitted(p, size(t, p))
+	h.stop()
+	appendTo(t, p, text(seq("a", 20, 25)))
+	h.start()
+	h.waitFor(seq("a", 0, 25)) // nothing twice
+	h.waitCommitted(p, size(t, p))
+}
+
+func TestRotateWhileOutputBlocked(t *testing.T) {
+	h := newHarness(t, nil, "a.log")
+	p := h.path("a.log")
+	appendTo(t, p, text(seq("a", 0, 5)))
+	h.start()
+	h.waitFor(seq("a", 0, 5))
+	h.waitCommitted(p, size(t, p))
+	release := h.out.Block()
+	appendTo(t, p, text(seq("a", 5, 10)))
+	time.Sleep(50 * time.Millisecond)
+	os.Rename(p, p+".1")
+	appendTo(t, p, text(seq("b", 0, 5)))
+	time.Sleep(300 * time.Millisecond) // past RotateWait while blocked
+	if n := len(h.lines()); n != 5 {
+		t.Fatalf("delivered %d while blocked", n)
+	}
+	release()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(h.lines()) < 15 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	seen := map[string]int{}
+	for _, l := range h.lines() {
+		seen[l]++
+	}
+	for _, l := range cat(seq("a", 0, 10), seq("b", 0, 5)) {
+		if seen[l] != 1 {
+			t.Errorf("%s delivered %d times", l, seen[l])
+		}
+	}
+	h.waitCommitted(p+".1", size(t, p+".1"))
+	h.waitCommitted(p, size(t, p))
+}
+
+func TestGlobPicksUpNewFiles(t *testing.T) {
+	h := newHarness(t, nil, "*.log")
+	appendTo(t, h.path("one.log"), text(seq("a", 0, 2)))
+	h.start()
+	h.waitFor(seq("a", 0, 2))
+	appendTo(t, h.path("two.log"), text(seq("b", 0, 2)))
+	h.waitFor(cat(seq("a", 0, 2), seq("b", 0, 2)))
+}
+
+// A registry entry for this inode with other first bytes (a reused inode)
+// must not be taken for this file: it is read from the start.
+func TestReusedInodeIsNotMistaken(t *testing.T) {
+	h := newHarness(t, nil, "a.log")
+	p := h.path("a.log")
+	appendTo(t, p, text(seq("a", 0, 5)))
+	id := h.idOf(p)
+	reg, err := OpenRegistry(filepath.Join(h.regDir, "registry.json"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := auditlogin.FileID{Dev: id.Dev, Ino: id.Ino, FPLen: id.FPLen, FP: strings.Repeat("0", 64)}
+	if err := reg.Commit(map[auditlogin.FileID]auditlogin.Committed{stale: {Path: p, Offset: 20}}); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	h.waitFor(seq("a", 0, 5))
+	h.waitCommitted(p, size(t, p))
+}
+
+// StartAtEnd skips what a file already holds at the first scan.
+func TestStartAtEnd(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Inputs[0].StartAtEnd = true }, "a.log")
+	p := h.path("a.log")
+	appendTo(t, p, text(seq("old", 0, 5)))
+	h.start()
+	time.Sleep(100 * time.Millisecond)
+	appendTo(t, p, text(seq("new", 0, 2)))
+	h.waitFor(seq("new", 0, 2))
+}
+
+func TestOnceReadsToEndAndStops(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Once = true }, "a.log")
+	p := h.path("a.log")
+	appendTo(t, p, text(seq("a", 0, 100))+"partial")
+	h.start()
+	select {
+	case <-h.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Once did not stop")
+	}
+	h.cancel = nil
+	if got := h.lines(); len(got) != 100 {
+		t.Fatalf("got %d lines", len(got))
+	}
+	reg, _ := OpenRegistry(h.reg.Path(), 0)
+	if _, off, _ := reg.Lookup(p); off != size(t, p)-int64(len("partial")) {
+		t.Fatalf("committed %d: must stop before the unterminated line", off)
+	}
+}
+
+func TestRegistryIsAtomicAndReloads(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "sub", "registry.json")
+	r, err := OpenRegistry(path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := auditlogin.FileID{Dev: 1, Ino: 2, FPLen: 3, FP: "abc"}
+	if err := r.Commit(map[auditlogin.FileID]auditlogin.Committed{id: {Path: "/x", Offset: 42}}); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(filepath.Dir(path))
+	if len(ents) != 1 {
+		t.Fatalf("temp files left behind: %v", ents)
+	}
+	r2, err := OpenRegistry(path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if off, ok := r2.Get(id); !ok || off != 42 {
+		t.Fatalf("reloaded %d %v", off, ok)
+	}
+	os.WriteFile(path, []byte("{not json"), 0o644)
+	if _, err := OpenRegistry(path, 0); err == nil || !strings.Contains(err.Error(), "not valid") {
+		t.Fatalf("corrupt registry must fail clearly, got %v", err)
+	}
+}
