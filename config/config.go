@@ -1,0 +1,492 @@
+// Package config owns the agent's configuration: plain structs with koanf
+// tags, Default(), loading a YAML file (koanf) with AUDITLOGIN_* environment
+// overrides of any key, strict decoding (an unknown key is an error: a typo
+// must not silently disable an output), and Validate, whose every error names
+// the field path and what is expected.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/file"
+	"github.com/knadh/koanf/v2"
+	yamlv3 "go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration. Top-level names are stable across
+// releases: inputs, registry, outputs.
+type Config struct {
+	Inputs     []Input           `koanf:"inputs"`
+	Registry   Registry          `koanf:"registry"`
+	Outputs    Outputs           `koanf:"outputs"`
+	DeadLetter DeadLetter        `koanf:"dead_letter"`
+	Pipeline   Pipeline          `koanf:"pipeline"`
+	Tail       Tail              `koanf:"tail"`
+	Fields     map[string]string `koanf:"fields"`
+	Log        Log               `koanf:"log"`
+}
+
+// Input is one set of files of one format.
+type Input struct {
+	Paths    []string `koanf:"paths"`
+	Format   string   `koanf:"format"`
+	Timezone string   `koanf:"timezone"`
+	MyHost   string   `koanf:"myhost"`
+	StartAt  string   `koanf:"start_at"`
+	Logouts  bool     `koanf:"logouts"`
+}
+
+// Registry is where committed offsets are kept.
+type Registry struct {
+	Path          string        `koanf:"path"`
+	FlushInterval time.Duration `koanf:"flush_interval"`
+	CleanAfter    time.Duration `koanf:"clean_after"`
+}
+
+// Outputs enables an output by its presence (`stdout: {}`).
+type Outputs struct {
+	Stdout *Stdout `koanf:"stdout"`
+	File   *File   `koanf:"file"`
+}
+
+// Stdout has no settings.
+type Stdout struct{}
+
+// File is the NDJSON file output.
+type File struct {
+	Path     string   `koanf:"path"`
+	MaxSize  ByteSize `koanf:"max_size"`
+	MaxFiles int      `koanf:"max_files"`
+}
+
+// DeadLetter is the file of rejected records.
+type DeadLetter struct {
+	Path     string   `koanf:"path"`
+	MaxSize  ByteSize `koanf:"max_size"`
+	MaxFiles int      `koanf:"max_files"`
+}
+
+// Pipeline tunes batching, back-pressure, retries and shutdown.
+type Pipeline struct {
+	BatchSize       int           `koanf:"batch_size"`
+	FlushInterval   time.Duration `koanf:"flush_interval"`
+	MaxInFlight     int           `koanf:"max_in_flight"`
+	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
+	RetryInitial    time.Duration `koanf:"retry_initial"`
+	RetryMax        time.Duration `koanf:"retry_max"`
+}
+
+// Tail tunes how files are followed.
+type Tail struct {
+	ScanInterval     time.Duration `koanf:"scan_interval"`
+	PollInterval     time.Duration `koanf:"poll_interval"`
+	RotateWait       time.Duration `koanf:"rotate_wait"`
+	CloseInactive    time.Duration `koanf:"close_inactive"`
+	MaxLineBytes     ByteSize      `koanf:"max_line_bytes"`
+	FingerprintBytes int           `koanf:"fingerprint_bytes"`
+}
+
+// Log configures the agent's own logs.
+type Log struct {
+	Level  string `koanf:"level"`
+	Format string `koanf:"format"`
+}
+
+// Default returns the defaults documented in examples/auditlogin.yaml.
+func Default() Config {
+	return Config{
+		Registry: Registry{Path: "/var/lib/auditlogin/registry.json", FlushInterval: time.Second, CleanAfter: 72 * time.Hour},
+		Pipeline: Pipeline{BatchSize: 1024, FlushInterval: 500 * time.Millisecond, MaxInFlight: 16384,
+			ShutdownTimeout: 10 * time.Second, RetryInitial: 250 * time.Millisecond, RetryMax: 30 * time.Second},
+		Tail: Tail{ScanInterval: time.Second, PollInterval: 250 * time.Millisecond, RotateWait: 5 * time.Second,
+			CloseInactive: 5 * time.Minute, MaxLineBytes: 1 << 20, FingerprintBytes: 1024},
+		Log: Log{Level: "info", Format: "auto"},
+	}
+}
+
+func inputDefaults(in *Input) {
+	if in.Format == "" {
+		in.Format = "audit_login"
+	}
+	if in.Timezone == "" {
+		in.Timezone = "Local"
+	}
+	if in.StartAt == "" {
+		in.StartAt = "beginning"
+	}
+}
+
+func (c *Config) fillDerived() {
+	for i := range c.Inputs {
+		inputDefaults(&c.Inputs[i])
+	}
+	if c.Outputs.File != nil {
+		if c.Outputs.File.MaxSize == 0 {
+			c.Outputs.File.MaxSize = 100 << 20
+		}
+		if c.Outputs.File.MaxFiles == 0 {
+			c.Outputs.File.MaxFiles = 7
+		}
+	}
+	if c.DeadLetter.Path == "" && c.Registry.Path != "" {
+		c.DeadLetter.Path = filepath.Join(filepath.Dir(c.Registry.Path), "dead-letter.ndjson")
+	}
+	if c.DeadLetter.MaxSize == 0 {
+		c.DeadLetter.MaxSize = 100 << 20
+	}
+	if c.DeadLetter.MaxFiles == 0 {
+		c.DeadLetter.MaxFiles = 3
+	}
+}
+
+// SearchPaths are where the agent looks for a config file when none is given.
+var SearchPaths = []string{"./auditlogin.yaml", "/etc/auditlogin/auditlogin.yaml"}
+
+// Find returns the first config file of SearchPaths that exists.
+func Find() (string, bool) {
+	for _, p := range SearchPaths {
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+			return p, true
+		}
+	}
+	return "", false
+}
+
+// EnvPrefix starts every environment override: AUDITLOGIN_OUTPUTS__FILE__PATH
+// sets outputs.file.path; AUDITLOGIN_INPUTS__0__PATHS='["/a.log"]' sets the
+// first input's paths. "__" separates keys (keys themselves hold "_"), a
+// number indexes a list, and the value is read as YAML (so lists, numbers and
+// booleans work; anything else is a string).
+const EnvPrefix = "AUDITLOGIN_"
+
+// Errors is every problem found in a configuration.
+type Errors []string
+
+func (e Errors) Error() string {
+	return "invalid configuration:\n  " + strings.Join(e, "\n  ")
+}
+
+// Load reads the YAML file at path (none when path is ""), applies the
+// environment overrides in environ, decodes strictly over Default() and
+// fills derived defaults. It does not Validate.
+func Load(path string, environ []string) (Config, error) {
+	raw := map[string]any{}
+	if path != "" {
+		k := koanf.New("\x00") // keys are never split: field names may hold dots
+		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
+			return Config{}, fmt.Errorf("reading config %s: %w", path, err)
+		}
+		raw = k.Raw()
+	}
+	var errs Errors
+	for _, kv := range environ {
+		name, val, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(name, EnvPrefix) || name == EnvPrefix+"CONFIG" || name == EnvPrefix+"E2E" {
+			continue
+		}
+		keys := strings.Split(strings.ToLower(strings.TrimPrefix(name, EnvPrefix)), "__")
+		if _, err := setPath(raw, keys, envValue(val)); err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", name, err))
+		}
+	}
+	cfg := Default()
+	unknownKeys("", raw, reflect.TypeOf(cfg), &errs)
+	if len(errs) > 0 {
+		sort.Strings(errs)
+		return Config{}, errs
+	}
+	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+		TagName:          "koanf",
+		Result:           &cfg,
+		WeaklyTypedInput: true,
+		ErrorUnused:      true,
+		DecodeHook: mapstructure.ComposeDecodeHookFunc(
+			mapstructure.StringToTimeDurationHookFunc(),
+			mapstructure.TextUnmarshallerHookFunc()),
+	})
+	if err != nil {
+		return Config{}, err
+	}
+	if err := dec.Decode(raw); err != nil {
+		return Config{}, decodeErrors(err)
+	}
+	cfg.fillDerived()
+	return cfg, nil
+}
+
+var quotedField = regexp.MustCompile(`^'([^']*)' (.*)$`)
+
+// decodeErrors turns mapstructure's messages into "path: problem" lines.
+func decodeErrors(err error) Errors {
+	var out Errors
+	var walk func(error)
+	walk = func(e error) {
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			for _, x := range j.Unwrap() {
+				walk(x)
+			}
+			return
+		}
+		msg := e.Error()
+		if i := strings.LastIndex(msg, "error(s):\n\n"); i >= 0 {
+			msg = msg[i+len("error(s):\n\n"):]
+		}
+		for _, line := range strings.Split(msg, "\n") {
+			line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "*"))
+			if line == "" {
+				continue
+			}
+			if m := quotedField.FindStringSubmatch(line); m != nil {
+				line = m[1] + ": " + m[2]
+			}
+			out = append(out, line)
+		}
+	}
+	walk(err)
+	if len(out) == 0 {
+		out = Errors{err.Error()}
+	}
+	return out
+}
+
+func envValue(s string) any {
+	var v any
+	if err := yamlv3.Unmarshal([]byte(s), &v); err != nil || v == nil {
+		return s
+	}
+	switch v.(type) {
+	case map[string]any, []any, bool, int, float64:
+		return v
+	}
+	return s
+}
+
+// setPath returns node with node[keys...] = v, creating sections, and
+// indexing (or appending to) lists where a key is a number.
+func setPath(node any, keys []string, v any) (any, error) {
+	if len(keys) == 0 {
+		return v, nil
+	}
+	k := keys[0]
+	if idx, err := strconv.Atoi(k); err == nil {
+		list, ok := node.([]any)
+		if node != nil && !ok {
+			return node, fmt.Errorf("index %d given for something that is not a list", idx)
+		}
+		if idx < 0 || idx > len(list) {
+			return node, fmt.Errorf("list has %d item(s); index %d must be at most %d", len(list), idx, len(list))
+		}
+		if idx == len(list) {
+			list = append(list, nil)
+		}
+		child, err := setPath(list[idx], keys[1:], v)
+		list[idx] = child
+		return list, err
+	}
+	m, ok := node.(map[string]any)
+	if node == nil {
+		m = map[string]any{}
+	} else if !ok {
+		return node, fmt.Errorf("key %q given for something that is not a section", k)
+	}
+	child, err := setPath(m[k], keys[1:], v)
+	m[k] = child
+	return m, err
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// unknownKeys reports every key of raw that t has no field for.
+func unknownKeys(path string, v any, t reflect.Type, errs *Errors) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if t == reflect.TypeOf(time.Duration(0)) {
+			return
+		}
+		m, ok := v.(map[string]any)
+		if !ok {
+			return // the decoder reports the type
+		}
+		fields := map[string]reflect.Type{}
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			if tag := f.Tag.Get("koanf"); tag != "" && tag != "-" {
+				fields[tag] = f.Type
+			}
+		}
+		for k, sub := range m {
+			ft, ok := fields[k]
+			if !ok {
+				names := make([]string, 0, len(fields))
+				for n := range fields {
+					names = append(names, n)
+				}
+				sort.Strings(names)
+				expect := "this section takes no keys"
+				if len(names) > 0 {
+					expect = "expected one of: " + strings.Join(names, ", ")
+				}
+				*errs = append(*errs, fmt.Sprintf("%s: unknown key (%s)", join(path, k), expect))
+				continue
+			}
+			unknownKeys(join(path, k), sub, ft, errs)
+		}
+	case reflect.Slice:
+		if l, ok := v.([]any); ok {
+			for i, e := range l {
+				unknownKeys(fmt.Sprintf("%s[%d]", path, i), e, t.Elem(), errs)
+			}
+		}
+	}
+}
+
+// Validate checks cfg. knownFormat says whether a format name is supported;
+// formats lists them for the message.
+func (c *Config) Validate(knownFormat func(string) bool, formats []string) error {
+	var errs Errors
+	add := func(path, format string, args ...any) {
+		errs = append(errs, path+": "+fmt.Sprintf(format, args...))
+	}
+	if len(c.Inputs) == 0 {
+		add("inputs", "at least one input is required (a list of {paths, format})")
+	}
+	for i, in := range c.Inputs {
+		p := fmt.Sprintf("inputs[%d]", i)
+		if len(in.Paths) == 0 {
+			add(p+".paths", "at least one path or glob is required")
+		}
+		for j, g := range in.Paths {
+			if g == "" {
+				add(fmt.Sprintf("%s.paths[%d]", p, j), "empty path")
+			} else if _, err := filepath.Match(g, ""); err != nil {
+				add(fmt.Sprintf("%s.paths[%d]", p, j), "bad glob %q: %v", g, err)
+			}
+		}
+		if !knownFormat(in.Format) {
+			add(p+".format", "unknown format %q (expected one of: %s)", in.Format, strings.Join(formats, ", "))
+		}
+		if _, err := LoadLocation(in.Timezone); err != nil {
+			add(p+".timezone", "%v (expected an IANA zone name such as Europe/Berlin, or Local, or UTC)", err)
+		}
+		if in.StartAt != "beginning" && in.StartAt != "end" {
+			add(p+".start_at", "%q (expected beginning or end)", in.StartAt)
+		}
+	}
+	if c.Registry.Path == "" {
+		add("registry.path", "required (where committed offsets are kept)")
+	}
+	if c.Registry.FlushInterval <= 0 {
+		add("registry.flush_interval", "must be a positive duration such as 1s")
+	}
+	if c.Outputs.Stdout == nil && c.Outputs.File == nil {
+		add("outputs", "no output configured (expected at least one of: stdout, file)")
+	}
+	if f := c.Outputs.File; f != nil {
+		if f.Path == "" {
+			add("outputs.file.path", "required (the NDJSON file to write)")
+		}
+		if f.MaxSize < 0 {
+			add("outputs.file.max_size", "must not be negative")
+		}
+		if f.MaxFiles < 0 {
+			add("outputs.file.max_files", "must not be negative")
+		}
+	}
+	if c.DeadLetter.Path == "" {
+		add("dead_letter.path", "required")
+	}
+	pl := c.Pipeline
+	if pl.BatchSize <= 0 {
+		add("pipeline.batch_size", "must be positive")
+	}
+	if pl.MaxInFlight < 2*pl.BatchSize {
+		add("pipeline.max_in_flight", "must be at least twice pipeline.batch_size (%d)", 2*pl.BatchSize)
+	}
+	for name, d := range map[string]time.Duration{
+		"pipeline.flush_interval": pl.FlushInterval, "pipeline.shutdown_timeout": pl.ShutdownTimeout,
+		"pipeline.retry_initial": pl.RetryInitial, "pipeline.retry_max": pl.RetryMax,
+		"tail.scan_interval": c.Tail.ScanInterval, "tail.poll_interval": c.Tail.PollInterval,
+		"tail.rotate_wait": c.Tail.RotateWait, "tail.close_inactive": c.Tail.CloseInactive,
+	} {
+		if d <= 0 {
+			add(name, "must be a positive duration such as 1s")
+		}
+	}
+	if pl.RetryMax < pl.RetryInitial {
+		add("pipeline.retry_max", "must be at least pipeline.retry_initial")
+	}
+	if c.Tail.MaxLineBytes < 1024 {
+		add("tail.max_line_bytes", "must be at least 1KiB")
+	}
+	if c.Tail.FingerprintBytes < 16 || c.Tail.FingerprintBytes > 64<<10 {
+		add("tail.fingerprint_bytes", "must be between 16 and 65536")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log.level", "%q (expected debug, info, warn or error)", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "auto", "text", "json":
+	default:
+		add("log.format", "%q (expected auto, text or json)", c.Log.Format)
+	}
+	sort.Strings(errs)
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+// LoadLocation is time.LoadLocation that also takes "" and "Local".
+func LoadLocation(name string) (*time.Location, error) {
+	if name == "" || name == "Local" {
+		return time.Local, nil
+	}
+	return time.LoadLocation(name)
+}
+
+// ByteSize is a size in bytes, written as a number or with a unit:
+// 1024, 10KB, 64KiB, 100MiB, 1GiB (KB = 1000, KiB = 1024).
+type ByteSize int64
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (b *ByteSize) UnmarshalText(text []byte) error {
+	s := strings.TrimSpace(string(text))
+	units := []struct {
+		suffix string
+		mul    int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1000}, {"MB", 1000_000}, {"GB", 1000_000_000}, {"B", 1}}
+	mul := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mul = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mul
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return errors.New("expected a size such as 1048576, 64KiB, 100MiB or 1GiB")
+	}
+	*b = ByteSize(n * mul)
+	return nil
+}

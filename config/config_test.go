@@ -1,0 +1,222 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func known(f string) bool { return f == "audit_login" }
+
+var formats = []string{"audit_login"}
+
+func write(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "auditlogin.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// The shipped example documents every default: loading it gives Default()
+// plus its inputs and outputs.
+func TestExampleFileMatchesDefaults(t *testing.T) {
+	cfg, err := Load("../examples/auditlogin.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(known, formats); err != nil {
+		t.Fatal(err)
+	}
+	def := Default()
+	if !reflect.DeepEqual(cfg.Pipeline, def.Pipeline) || !reflect.DeepEqual(cfg.Tail, def.Tail) ||
+		!reflect.DeepEqual(cfg.Registry, def.Registry) || !reflect.DeepEqual(cfg.Log, def.Log) {
+		t.Fatalf("examples/auditlogin.yaml and Default() disagree:\n%+v\n%+v", cfg, def)
+	}
+	if cfg.Outputs.Stdout == nil || cfg.Outputs.File == nil || cfg.Outputs.File.MaxSize != 100<<20 {
+		t.Fatalf("outputs: %+v", cfg.Outputs)
+	}
+	if cfg.DeadLetter.Path != "/var/lib/auditlogin/dead-letter.ndjson" {
+		t.Fatalf("dead letter default path: %q", cfg.DeadLetter.Path)
+	}
+}
+
+func TestMinimalConfigGetsDefaults(t *testing.T) {
+	p := write(t, "inputs:\n  - paths: [/tmp/a.log]\noutputs:\n  stdout: {}\n")
+	cfg, err := Load(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(known, formats); err != nil {
+		t.Fatal(err)
+	}
+	in := cfg.Inputs[0]
+	if in.Format != "audit_login" || in.Timezone != "Local" || in.StartAt != "beginning" {
+		t.Fatalf("input defaults: %+v", in)
+	}
+	if cfg.Outputs.Stdout == nil || cfg.Outputs.File != nil {
+		t.Fatalf("stdout: {} must enable stdout only: %+v", cfg.Outputs)
+	}
+}
+
+func TestUnknownKeysNameTheirPath(t *testing.T) {
+	p := write(t, `
+inputs:
+  - paths: [/tmp/a.log]
+    fromat: audit_login
+outputs:
+  file: {pat: /tmp/x}
+registy: {path: /x}
+`)
+	_, err := Load(p, nil)
+	if err == nil {
+		t.Fatal("typos accepted")
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		"inputs[0].fromat: unknown key (expected one of: format, logouts, myhost, paths, start_at, timezone)",
+		"outputs.file.pat: unknown key (expected one of: max_files, max_size, path)",
+		"registy: unknown key",
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("missing %q in:\n%s", want, msg)
+		}
+	}
+}
+
+func TestTypeErrorsNameTheirPath(t *testing.T) {
+	p := write(t, "inputs:\n  - paths: [/a]\noutputs: {stdout: {}}\nregistry: {flush_interval: soon}\npipeline: {batch_size: many}\n")
+	_, err := Load(p, nil)
+	if err == nil {
+		t.Fatal("bad types accepted")
+	}
+	for _, want := range []string{"registry.flush_interval:", "pipeline.batch_size:"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%s", want, err)
+		}
+	}
+}
+
+func TestValidateListsEveryProblem(t *testing.T) {
+	p := write(t, `
+inputs:
+  - paths: []
+    format: nope
+    timezone: Mars/Olympus
+    start_at: middle
+outputs:
+  file: {path: ""}
+pipeline: {batch_size: 100, max_in_flight: 10}
+log: {level: loud}
+`)
+	cfg, err := Load(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = cfg.Validate(known, formats)
+	if err == nil {
+		t.Fatal("invalid config accepted")
+	}
+	for _, want := range []string{
+		"inputs[0].paths: at least one path",
+		`inputs[0].format: unknown format "nope" (expected one of: audit_login)`,
+		"inputs[0].timezone:",
+		`inputs[0].start_at: "middle" (expected beginning or end)`,
+		"outputs.file.path: required",
+		"pipeline.max_in_flight: must be at least twice",
+		`log.level: "loud"`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%s", want, err)
+		}
+	}
+}
+
+func TestNoOutputsIsAnError(t *testing.T) {
+	p := write(t, "inputs:\n  - paths: [/a]\n")
+	cfg, err := Load(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(known, formats); err == nil || !strings.Contains(err.Error(), "outputs: no output configured") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestEnvironmentOverridesAnyKey(t *testing.T) {
+	p := write(t, "inputs:\n  - paths: [/a]\noutputs:\n  stdout: {}\n")
+	env := []string{
+		"AUDITLOGIN_OUTPUTS__FILE__PATH=/tmp/events.ndjson",
+		"AUDITLOGIN_OUTPUTS__FILE__MAX_SIZE=64KiB",
+		"AUDITLOGIN_INPUTS__0__PATHS=[/b, /c]",
+		"AUDITLOGIN_INPUTS__0__TIMEZONE=UTC",
+		"AUDITLOGIN_INPUTS__1__PATHS=[/d]",
+		"AUDITLOGIN_REGISTRY__FLUSH_INTERVAL=3s",
+		"AUDITLOGIN_PIPELINE__BATCH_SIZE=10",
+		"AUDITLOGIN_FIELDS__ENV=prod",
+		"AUDITLOGIN_CONFIG=/ignored.yaml",
+		"HOME=/root",
+	}
+	cfg, err := Load(p, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(known, formats); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Outputs.File == nil || cfg.Outputs.File.Path != "/tmp/events.ndjson" || cfg.Outputs.File.MaxSize != 64<<10 {
+		t.Fatalf("file: %+v", cfg.Outputs.File)
+	}
+	if !reflect.DeepEqual(cfg.Inputs[0].Paths, []string{"/b", "/c"}) || cfg.Inputs[0].Timezone != "UTC" {
+		t.Fatalf("inputs[0]: %+v", cfg.Inputs[0])
+	}
+	if len(cfg.Inputs) != 2 || cfg.Inputs[1].Paths[0] != "/d" || cfg.Inputs[1].Format != "audit_login" {
+		t.Fatalf("inputs[1]: %+v", cfg.Inputs)
+	}
+	if cfg.Registry.FlushInterval != 3*time.Second || cfg.Pipeline.BatchSize != 10 || cfg.Fields["env"] != "prod" {
+		t.Fatalf("cfg: %+v", cfg)
+	}
+	// A typo in an environment variable is caught like one in the file.
+	if _, err := Load(p, []string{"AUDITLOGIN_OUTPUTS__FLIE__PATH=/x"}); err == nil || !strings.Contains(err.Error(), "outputs.flie: unknown key") {
+		t.Fatalf("env typo: %v", err)
+	}
+	if _, err := Load(p, []string{"AUDITLOGIN_INPUTS__5__PATHS=[/x]"}); err == nil {
+		t.Fatal("out-of-range list index accepted")
+	}
+}
+
+func TestByteSize(t *testing.T) {
+	for in, want := range map[string]int64{"1024": 1024, "64KiB": 65536, "100MiB": 100 << 20, "1GiB": 1 << 30, "10KB": 10000, "5 MB": 5000000} {
+		var b ByteSize
+		if err := b.UnmarshalText([]byte(in)); err != nil || int64(b) != want {
+			t.Errorf("%s: %d %v", in, b, err)
+		}
+	}
+	var b ByteSize
+	if err := b.UnmarshalText([]byte("lots")); err == nil {
+		t.Error("bad size accepted")
+	}
+}
+
+func TestFindSearchesInOrder(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.yaml"), filepath.Join(dir, "b.yaml")
+	old := SearchPaths
+	defer func() { SearchPaths = old }()
+	SearchPaths = []string{a, b}
+	if _, ok := Find(); ok {
+		t.Fatal("found a config in an empty dir")
+	}
+	os.WriteFile(b, nil, 0o644)
+	if p, _ := Find(); p != b {
+		t.Fatalf("found %q", p)
+	}
+	os.WriteFile(a, nil, 0o644)
+	if p, _ := Find(); p != a {
+		t.Fatalf("found %q, want the first", p)
+	}
+}
