@@ -189,6 +189,26 @@ func Load(path string, environ []string) (Config, error) {
 		}
 		raw = k.Raw()
 	}
+	return decode(raw, environ)
+}
+
+// LoadYAML is Load for a configuration held in memory (the built-in demo).
+func LoadYAML(data []byte, environ []string) (Config, error) {
+	k := koanf.New("\x00")
+	if err := k.Load(bytesProvider(data), yaml.Parser()); err != nil {
+		return Config{}, fmt.Errorf("reading config: %w", err)
+	}
+	return decode(k.Raw(), environ)
+}
+
+type bytesProvider []byte
+
+func (b bytesProvider) ReadBytes() ([]byte, error) { return b, nil }
+func (b bytesProvider) Read() (map[string]any, error) {
+	return nil, errors.New("bytes provider needs a parser")
+}
+
+func decode(raw map[string]any, environ []string) (Config, error) {
 	var errs Errors
 	for _, kv := range environ {
 		name, val, ok := strings.Cut(kv, "=")

@@ -25,6 +25,7 @@ type Registry struct {
 
 	mu      sync.Mutex
 	entries map[auditlogin.FileID]*entry
+	rotated map[auditlogin.FileID]bool // marked before their first commit
 }
 
 type entry struct {
@@ -53,7 +54,7 @@ type registryFile struct {
 // registry). Entries whose file is gone are dropped cleanAfter after their
 // last update.
 func OpenRegistry(path string, cleanAfter time.Duration) (*Registry, error) {
-	r := &Registry{path: path, cleanAfter: cleanAfter, entries: map[auditlogin.FileID]*entry{}}
+	r := &Registry{path: path, cleanAfter: cleanAfter, entries: map[auditlogin.FileID]*entry{}, rotated: map[auditlogin.FileID]bool{}}
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return r, nil
@@ -112,6 +113,8 @@ func (r *Registry) MarkRotated(id auditlogin.FileID) {
 	defer r.mu.Unlock()
 	if e := r.entries[id]; e != nil {
 		e.Rotated = true
+	} else {
+		r.rotated[id] = true
 	}
 }
 
@@ -149,7 +152,8 @@ func (r *Registry) Commit(offsets map[auditlogin.FileID]auditlogin.Committed) er
 	for id, c := range offsets {
 		e := r.entries[id]
 		if e == nil {
-			e = &entry{Dev: id.Dev, Ino: id.Ino, FPLen: id.FPLen, FP: id.FP}
+			e = &entry{Dev: id.Dev, Ino: id.Ino, FPLen: id.FPLen, FP: id.FP, Rotated: r.rotated[id]}
+			delete(r.rotated, id)
 			r.entries[id] = e
 		}
 		e.Path, e.Offset, e.Updated = c.Path, c.Offset, now

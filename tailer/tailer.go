@@ -138,6 +138,7 @@ func (t *Tailer) warnOnce(key, msg string, args ...any) {
 }
 
 func (t *Tailer) scan(ctx context.Context, first bool) {
+	t.recoverRotated(ctx)
 	seen := map[[2]uint64]bool{}
 	for i := range t.cfg.Inputs {
 		in := &t.cfg.Inputs[i]
@@ -188,20 +189,8 @@ func (t *Tailer) consider(ctx context.Context, in *Input, path string, first boo
 	size := fi.Size()
 	dev, ino := devIno(fi)
 	fps := &fpCache{f: f, m: map[int]string{}}
-	id, off, parser, known, stale := t.resolve(fps, dev, ino)
+	id, off, parser, known := t.resolve(fps, dev, ino)
 	if !known {
-		// The same inode with other first bytes: it was truncated and
-		// rewritten (copytruncate) while we were not reading it. Read what
-		// it held beyond our offset from its rotated copy, first.
-		for _, s := range stale {
-			if !t.recoverGap(ctx, in, s.id, s.off, path, nil) {
-				t.log.Warn("file was truncated while the agent was not reading it, and no rotated copy holds the rest: lines written after the last commit may be lost",
-					"file", path, "offset", s.off)
-			}
-			if t.cfg.Registry != nil {
-				t.cfg.Registry.MarkRotated(s.id)
-			}
-		}
 		// A copy or a move of a file we read (same first bytes, another inode).
 		if o, ok := t.byFingerprint(fps, dev, ino); ok {
 			off, known = o, true
@@ -252,18 +241,11 @@ func (c *fpCache) get(n int) string {
 	return fp
 }
 
-type staleEntry struct {
-	id  auditlogin.FileID
-	off int64
-}
-
 // resolve finds the identity under which the file (dev/ino, open in fps) was
 // read before: a parked or registry entry for this inode whose fingerprint
 // matches the file's first FPLen bytes (identities keep the fingerprint length
 // they were first seen with, so a file that grew is still recognized).
-// Entries for this inode whose first bytes no longer match are returned as
-// stale: the file was truncated and rewritten since.
-func (t *Tailer) resolve(fps *fpCache, dev, ino uint64) (id auditlogin.FileID, off int64, parser auditlogin.Parser, found bool, stale []staleEntry) {
+func (t *Tailer) resolve(fps *fpCache, dev, ino uint64) (id auditlogin.FileID, off int64, parser auditlogin.Parser, found bool) {
 	t.mu.Lock()
 	for pid, p := range t.parked {
 		if pid.Dev == dev && pid.Ino == ino && fps.get(pid.FPLen) == pid.FP {
@@ -280,18 +262,75 @@ func (t *Tailer) resolve(fps *fpCache, dev, ino uint64) (id auditlogin.FileID, o
 		if rid.Dev != dev || rid.Ino != ino {
 			continue
 		}
-		if fps.get(rid.FPLen) == rid.FP {
-			if !found || c.Offset > off {
-				id, off, found = rid, c.Offset, true
-			}
-		} else if c.Offset > 0 && !c.Rotated {
-			stale = append(stale, staleEntry{id: rid, off: c.Offset})
+		if fps.get(rid.FPLen) == rid.FP && (!found || c.Offset > off) {
+			id, off, found = rid, c.Offset, true
 		}
 	}
-	if found {
-		stale = nil
-	}
 	return
+}
+
+// recoverRotated finds files that were rotated away while nobody read them
+// (the agent was stopped, or a harvester had closed): for each registry entry
+// whose recorded path matches an input but now holds another file, it looks
+// beside that path for the same content (renamed: same inode; copied: same
+// first bytes) and reads it from the committed offset to its end, before the
+// live file is read. Entries found complete, or whose file is nowhere, are
+// marked rotated and not looked at again.
+func (t *Tailer) recoverRotated(ctx context.Context) {
+	for rid, c := range t.registryEntries() {
+		if c.Rotated || ctx.Err() != nil {
+			continue
+		}
+		in := t.inputFor(c.Path)
+		if in == nil {
+			continue
+		}
+		t.mu.Lock()
+		busy := t.active[[2]uint64{rid.Dev, rid.Ino}]
+		off := c.Offset
+		if p, ok := t.parked[rid]; ok && p.off > off {
+			off = p.off
+		}
+		t.mu.Unlock()
+		if busy || t.isAt(c.Path, rid) {
+			continue // still where it was: the scan reads it as usual
+		}
+		if !t.recoverGap(ctx, in, rid, off, c.Path, nil) {
+			t.log.Warn("a followed file was rotated or removed while it was not being read, and no file beside it holds its content: lines after the committed offset may be lost",
+				"file", c.Path, "offset", off)
+		}
+		t.cfg.Registry.MarkRotated(rid)
+	}
+}
+
+// inputFor returns the input one of whose globs matches path.
+func (t *Tailer) inputFor(path string) *Input {
+	for i := range t.cfg.Inputs {
+		for _, g := range t.cfg.Inputs[i].Paths {
+			if ok, _ := filepath.Match(g, path); ok {
+				return &t.cfg.Inputs[i]
+			}
+		}
+	}
+	return nil
+}
+
+// isAt reports whether the file at path is id (same inode, same first bytes).
+func (t *Tailer) isAt(path string, id auditlogin.FileID) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	if dev, ino := devIno(fi); dev != id.Dev || ino != id.Ino {
+		return false
+	}
+	fp, err := fingerprint(f, id.FPLen)
+	return err == nil && fp == id.FP
 }
 
 func (t *Tailer) registryEntries() map[auditlogin.FileID]Known {
@@ -350,7 +389,7 @@ func (t *Tailer) recoverGap(ctx context.Context, in *Input, old auditlogin.FileI
 		}
 		size := fi.Size()
 		cdev, cino := devIno(fi)
-		id, off, _, known, _ := t.resolve(&fpCache{f: f, m: map[int]string{}}, cdev, cino)
+		id, off, _, known := t.resolve(&fpCache{f: f, m: map[int]string{}}, cdev, cino)
 		if !known {
 			if id, _, _, err = identify(f, t.cfg.FingerprintSize); err != nil {
 				f.Close()
@@ -383,6 +422,12 @@ func (t *Tailer) recoverGap(ctx context.Context, in *Input, old auditlogin.FileI
 		return true
 	}
 	return false
+}
+
+func (t *Tailer) markRotated(id auditlogin.FileID) {
+	if t.cfg.Registry != nil {
+		t.cfg.Registry.MarkRotated(id)
+	}
 }
 
 func (t *Tailer) start(ctx context.Context, h *harvester) {
@@ -472,6 +517,7 @@ func (h *harvester) run(ctx context.Context) {
 			h.endOfFile(ctx)
 			h.parser = nil // ended: a later reader starts a new one
 			t.log.Info("finished reading rotated file", "file", h.path, "offset", h.off)
+			t.markRotated(h.id)
 			return
 		}
 		if t.cfg.Once {
@@ -482,6 +528,7 @@ func (h *harvester) run(ctx context.Context) {
 			h.endOfFile(ctx)
 			t.log.Info("file was rotated away or deleted and is read to its end; closing it", "file", h.path, "offset", h.off)
 			h.parser = nil
+			t.markRotated(h.id)
 			return
 		}
 		if idle >= t.cfg.CloseInactive {
@@ -634,9 +681,7 @@ func (h *harvester) truncated(ctx context.Context, why string) {
 		}
 		h.endOfFile(ctx)
 	}
-	if t.cfg.Registry != nil {
-		t.cfg.Registry.MarkRotated(old)
-	}
+	t.markRotated(old)
 	h.parser = h.in.NewParser()
 	h.identified, h.off, h.skip, h.lastSize = false, 0, nil, 0
 }

@@ -549,3 +549,42 @@ func TestRegistryIsAtomicAndReloads(t *testing.T) {
 		t.Fatalf("corrupt registry must fail clearly, got %v", err)
 	}
 }
+
+// Renamed while the agent was down, with a glob that names only the live
+// file: the rest of the renamed file is found beside it and read first.
+func TestRotateRenameWhileStopped(t *testing.T) {
+	h := newHarness(t, nil, "a.log")
+	p := h.path("a.log")
+	appendTo(t, p, text(seq("a", 0, 10)))
+	h.start()
+	h.waitFor(seq("a", 0, 10))
+	h.waitCommitted(p, size(t, p))
+	h.stop()
+	appendTo(t, p, text(seq("a", 10, 15)))
+	os.Rename(p, p+".1")
+	appendTo(t, p, text(seq("b", 0, 3)))
+	h.start()
+	h.waitFor(cat(seq("a", 0, 15), seq("b", 0, 3)))
+	h.waitCommitted(p+".1", size(t, p+".1"))
+	h.waitCommitted(p, size(t, p))
+	// A second restart reads nothing again.
+	h.stop()
+	h.start()
+	h.waitFor(cat(seq("a", 0, 15), seq("b", 0, 3)))
+}
+
+// Removed while the agent was down: nothing to read, no crash, and the live
+// file that replaces it is read.
+func TestDeletedWhileStopped(t *testing.T) {
+	h := newHarness(t, nil, "a.log")
+	p := h.path("a.log")
+	appendTo(t, p, text(seq("a", 0, 3)))
+	h.start()
+	h.waitFor(seq("a", 0, 3))
+	h.waitCommitted(p, size(t, p))
+	h.stop()
+	os.Remove(p)
+	appendTo(t, p, text(seq("b", 0, 2)))
+	h.start()
+	h.waitFor(cat(seq("a", 0, 3), seq("b", 0, 2)))
+}

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/auditlogin/auditlogin"
+	"github.com/auditlogin/auditlogin/config"
+	"github.com/auditlogin/auditlogin/outputs/file"
+	"github.com/auditlogin/auditlogin/outputs/stdout"
+	"github.com/auditlogin/auditlogin/parser"
+	"github.com/auditlogin/auditlogin/tailer"
+)
+
+//go:embed demo.yaml
+var demoYAML []byte
+
+func demoConfig() (config.Config, error) { return config.LoadYAML(demoYAML, os.Environ()) }
+
+func knownFormat(f string) bool { return parser.Known(f) }
+func formatNames() []string     { return parser.Formats() }
+
+func countMatches(globs []string) int {
+	n := 0
+	for _, g := range globs {
+		m, _ := filepath.Glob(g)
+		n += len(m)
+	}
+	return n
+}
+
+type agentOptions struct {
+	once   bool
+	stdout io.Writer
+	log    *slog.Logger
+}
+
+// runAgent wires the tailer, the pipeline and the outputs for cfg and runs
+// them until ctx is cancelled (or, with once, every file is read).
+func runAgent(ctx context.Context, cfg config.Config, o agentOptions) error {
+	log := o.log
+	reg, err := tailer.OpenRegistry(cfg.Registry.Path, cfg.Registry.CleanAfter)
+	if err != nil {
+		return err
+	}
+	var outs []auditlogin.Output
+	closeAll := func() {
+		for _, out := range outs {
+			out.Close()
+		}
+	}
+	if cfg.Outputs.Stdout != nil {
+		outs = append(outs, stdout.New(o.stdout))
+	}
+	if f := cfg.Outputs.File; f != nil {
+		out, err := file.New(file.Config{Path: f.Path, MaxSize: int64(f.MaxSize), MaxFiles: f.MaxFiles})
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("outputs.file: %w", err)
+		}
+		outs = append(outs, out)
+	}
+	dl, err := file.NewDeadLetter(file.Config{Path: cfg.DeadLetter.Path, MaxSize: int64(cfg.DeadLetter.MaxSize), MaxFiles: cfg.DeadLetter.MaxFiles})
+	if err != nil {
+		closeAll()
+		return fmt.Errorf("dead_letter: %w", err)
+	}
+	defer dl.Close()
+
+	var inputs []tailer.Input
+	for i, in := range cfg.Inputs {
+		loc, err := config.LoadLocation(in.Timezone)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("inputs[%d].timezone: %w", i, err)
+		}
+		popts := parser.Options{Location: loc, MyHost: in.MyHost, Logouts: in.Logouts}
+		format := in.Format
+		if _, err := parser.New(format, popts); err != nil {
+			closeAll()
+			return fmt.Errorf("inputs[%d].format: %w", i, err)
+		}
+		inputs = append(inputs, tailer.Input{
+			Name:       fmt.Sprintf("inputs[%d]", i),
+			Paths:      in.Paths,
+			StartAtEnd: in.StartAt == "end",
+			NewParser: func() auditlogin.Parser {
+				p, _ := parser.New(format, popts) // checked above
+				return p
+			},
+		})
+	}
+
+	host, _ := os.Hostname()
+	agent := &auditlogin.AgentInfo{Hostname: host, Version: Version()}
+	fields := cfg.Fields
+	enrich := func(ev *auditlogin.Event) {
+		ev.Agent = agent
+		if len(fields) > 0 {
+			ev.Fields = fields
+		}
+	}
+
+	pipe, err := auditlogin.NewPipeline(auditlogin.PipelineConfig{
+		Outputs: outs, Checkpoint: reg, DeadLetter: dl, Logger: log, Enrich: enrich,
+		BatchSize: cfg.Pipeline.BatchSize, FlushInterval: cfg.Pipeline.FlushInterval,
+		MaxInFlight: cfg.Pipeline.MaxInFlight, CommitInterval: cfg.Registry.FlushInterval,
+		ShutdownTimeout: cfg.Pipeline.ShutdownTimeout,
+		RetryInitial:    cfg.Pipeline.RetryInitial, RetryMax: cfg.Pipeline.RetryMax,
+	})
+	if err != nil {
+		closeAll()
+		return err
+	}
+	tl := tailer.New(tailer.Config{
+		Inputs: inputs, Registry: reg, Logger: log, Once: o.once,
+		ScanInterval: cfg.Tail.ScanInterval, PollInterval: cfg.Tail.PollInterval,
+		RotateWait: cfg.Tail.RotateWait, CloseInactive: cfg.Tail.CloseInactive,
+		FingerprintSize: cfg.Tail.FingerprintBytes, MaxLine: int(cfg.Tail.MaxLineBytes),
+	})
+	log.Info("following files", "inputs", len(inputs), "outputs", len(outs), "registry", reg.Path(), "dead_letter", cfg.DeadLetter.Path)
+
+	start := time.Now()
+	lines := make(chan []auditlogin.Line, 16)
+	var g errgroup.Group
+	g.Go(func() error { return tl.Run(ctx, lines) })
+	g.Go(func() error { return pipe.Run(ctx, lines) })
+	err = g.Wait()
+	st := pipe.Stats()
+	log.Info("stopped", "events", st.Events, "shipped", st.Shipped, "parse_errors", st.ParseErrors,
+		"dead_lettered", st.DeadLettered, "commits", st.Commits, "elapsed", time.Since(start).Round(time.Millisecond).String())
+	return err
+}

@@ -1,0 +1,236 @@
+// Command auditlogin follows MySQL/MariaDB login audit logs and ships each
+// login or login attempt as one normalized JSON event.
+//
+//	auditlogin run     [--config FILE] [--once]   follow the configured files and ship
+//	auditlogin check   [--config FILE]            validate the configuration
+//	auditlogin parse   [--format NAME] [FILE...]  convert logs to NDJSON once
+//	auditlogin version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"syscall"
+
+	"github.com/auditlogin/auditlogin/config"
+)
+
+// version is set at build time: -ldflags "-X main.version=$(git describe)".
+var version = ""
+
+// Version returns the build's version: the stamped one, else the module
+// version or VCS revision the Go toolchain recorded.
+func Version() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			return bi.Main.Version
+		}
+		rev, dirty := "", false
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				dirty = s.Value == "true"
+			}
+		}
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		if rev != "" {
+			if dirty {
+				rev += "-dirty"
+			}
+			return "dev-" + rev
+		}
+	}
+	return "dev"
+}
+
+const usage = `auditlogin ships MySQL/MariaDB login audit events.
+
+Usage:
+  auditlogin run     [--config FILE] [--once]    follow the configured logs and ship every event
+  auditlogin check   [--config FILE]             validate the configuration, list every problem
+  auditlogin parse   [--format NAME] [--strict] [FILE...]
+                                                 convert logs (stdin without FILE) to NDJSON on stdout
+  auditlogin version                             print the version
+
+Without --config, run and check use $AUDITLOGIN_CONFIG, then ./auditlogin.yaml, then
+/etc/auditlogin/auditlogin.yaml; with none of them, run uses a built-in demo configuration
+that reads the sample logs in ./examples.
+`
+
+// Exit codes.
+const (
+	exitOK     = 0
+	exitFail   = 1 // the command ran and failed (rejected records with --strict, a failed check)
+	exitConfig = 2 // bad usage or configuration
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitConfig
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "run":
+		return cmdRun(rest, stdout, stderr)
+	case "check":
+		return cmdCheck(rest, stdout, stderr)
+	case "parse":
+		return cmdParse(rest, stdin, stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintf(stdout, "auditlogin %s (%s, %s/%s)\n", Version(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return exitOK
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "auditlogin: unknown command %q\n\n%s", cmd, usage)
+		return exitConfig
+	}
+}
+
+// resolveConfig returns the config file to use and a sentence saying why.
+// demo is true when no file was found and the built-in demo config applies.
+func resolveConfig(flagPath string) (path, why string, demo bool) {
+	if flagPath != "" {
+		return flagPath, "from --config", false
+	}
+	if p := os.Getenv(config.EnvPrefix + "CONFIG"); p != "" {
+		return p, "from $" + config.EnvPrefix + "CONFIG", false
+	}
+	if p, ok := config.Find(); ok {
+		return p, "found in " + strings.Join(config.SearchPaths, ", "), false
+	}
+	return "", "no config file in " + strings.Join(config.SearchPaths, " or ") + "; using the built-in demo configuration (reads examples/*.log, writes to stdout and ./auditlogin-data/)", true
+}
+
+func loadConfig(flagPath string, stderr io.Writer) (config.Config, string, error) {
+	path, why, demo := resolveConfig(flagPath)
+	var cfg config.Config
+	var err error
+	if demo {
+		cfg, err = demoConfig()
+	} else {
+		cfg, err = config.Load(path, os.Environ())
+	}
+	if err != nil {
+		return cfg, why, err
+	}
+	if err := cfg.Validate(knownFormat, formatNames()); err != nil {
+		return cfg, why, err
+	}
+	if path != "" {
+		why = path + " (" + why + ")"
+	}
+	return cfg, why, nil
+}
+
+func newLogger(cfg config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(cfg.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	format := cfg.Format
+	if format == "auto" {
+		format = "json"
+		if f, ok := w.(*os.File); ok {
+			if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+				format = "text"
+			}
+		}
+	}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func cmdRun(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "config file")
+	once := fs.Bool("once", false, "read every file to its end, ship, commit and exit (no following)")
+	if err := fs.Parse(args); err != nil {
+		return exitConfig
+	}
+	cfg, why, err := loadConfig(*cfgPath, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "auditlogin: %v\n", err)
+		return exitConfig
+	}
+	log := newLogger(cfg.Log, stderr)
+	log.Info("starting auditlogin", "version", Version(), "config", why)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := runAgent(ctx, cfg, agentOptions{once: *once, stdout: stdout, log: log}); err != nil {
+		log.Error("auditlogin stopped on an error", "err", err)
+		var ce config.Errors
+		if errors.As(err, &ce) {
+			return exitConfig
+		}
+		return exitFail
+	}
+	return exitOK
+}
+
+func cmdCheck(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "config file")
+	if err := fs.Parse(args); err != nil {
+		return exitConfig
+	}
+	path, why, demo := resolveConfig(*cfgPath)
+	if demo {
+		fmt.Fprintf(stderr, "auditlogin: %s\n", why)
+	}
+	cfg, why, err := loadConfig(*cfgPath, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "auditlogin: %s: %v\n", orDemo(path), err)
+		return exitFail
+	}
+	fmt.Fprintf(stdout, "configuration OK: %s\n", why)
+	for i, in := range cfg.Inputs {
+		n := countMatches(in.Paths)
+		note := ""
+		if n == 0 {
+			note = " (no file matches yet: the agent waits for one)"
+		}
+		fmt.Fprintf(stdout, "  inputs[%d]: %s, %s, %d file(s) match now%s\n", i, in.Format, strings.Join(in.Paths, " "), n, note)
+	}
+	var outs []string
+	if cfg.Outputs.Stdout != nil {
+		outs = append(outs, "stdout")
+	}
+	if cfg.Outputs.File != nil {
+		outs = append(outs, "file "+cfg.Outputs.File.Path)
+	}
+	fmt.Fprintf(stdout, "  outputs: %s\n  registry: %s\n  dead letters: %s\n", strings.Join(outs, ", "), cfg.Registry.Path, cfg.DeadLetter.Path)
+	return exitOK
+}
+
+func orDemo(path string) string {
+	if path == "" {
+		return "built-in demo configuration"
+	}
+	return path
+}
