@@ -1,0 +1,193 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/auditlogin/auditlogin/config"
+)
+
+func runCmd(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(args, strings.NewReader(stdin), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func eventSchema(t *testing.T) *jsonschema.Schema {
+	t.Helper()
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	sch, err := c.Compile("../../docs/event.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sch
+}
+
+func validateLines(t *testing.T, sch *jsonschema.Schema, ndjson string) int {
+	t.Helper()
+	n := 0
+	for _, line := range strings.Split(strings.TrimSpace(ndjson), "\n") {
+		if line == "" {
+			continue
+		}
+		v, err := jsonschema.UnmarshalJSON(strings.NewReader(line))
+		if err != nil {
+			t.Fatalf("not JSON: %s: %v", line, err)
+		}
+		if err := sch.Validate(v); err != nil {
+			t.Fatalf("event does not match docs/event.schema.json:\n%s\n%v", line, err)
+		}
+		n++
+	}
+	return n
+}
+
+func TestParseOutputMatchesSchema(t *testing.T) {
+	sch := eventSchema(t)
+	files, _ := filepath.Glob("../../parser/testdata/*/*.log")
+	files = append(files, "../../examples/audit_login.log")
+	code, out, _ := runCmd(t, "", append([]string{"parse", "--timezone", "Europe/Berlin"}, files...)...)
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	if n := validateLines(t, sch, out); n < 18 {
+		t.Fatalf("only %d events validated", n)
+	}
+}
+
+func TestRunOutputMatchesSchema(t *testing.T) {
+	sch := eventSchema(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfg, []byte(`
+inputs:
+  - paths: ["../../examples/audit_login.log", "../../parser/testdata/audit_login/hostile.log"]
+registry: {path: `+dir+`/registry.json}
+outputs:
+  file: {path: `+dir+`/events.ndjson}
+fields: {env: test, dc: fra1}
+log: {level: error}
+`), 0o644)
+	code, _, stderr := runCmd(t, "", "run", "--once", "--config", cfg)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "events.ndjson"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := validateLines(t, sch, string(data)); n != 18 {
+		t.Fatalf("%d events, want 18 (11 samples + 7 hostile)", n)
+	}
+	var ev map[string]any
+	json.Unmarshal(data[:bytes.IndexByte(data, '\n')], &ev)
+	if ev["fields"].(map[string]any)["dc"] != "fra1" || ev["agent"].(map[string]any)["version"] == "" {
+		t.Fatalf("fields/agent missing: %v", ev)
+	}
+	// The rejected records of hostile.log are in the dead-letter file.
+	dl, _ := os.ReadFile(filepath.Join(dir, "dead-letter.ndjson"))
+	if got := strings.Count(string(dl), "\n"); got != 5 {
+		t.Fatalf("dead-letter holds %d records, want 5:\n%s", got, dl)
+	}
+	// A second run ships nothing again: the registry was committed.
+	code, _, stderr = runCmd(t, "", "run", "--once", "--config", cfg)
+	data2, _ := os.ReadFile(filepath.Join(dir, "events.ndjson"))
+	if code != 0 || !bytes.Equal(data, data2) {
+		t.Fatalf("second run changed the output (exit %d): %s", code, stderr)
+	}
+}
+
+func TestParseCommand(t *testing.T) {
+	in := `{"ts":"2026-11-25 10:00:00","type":"failed_login","myhost":"h","thread":"1","user":"(null)","priv_user":"(null)","host":"(null)","ip":"192.0.2.1"}
+not a record
+`
+	code, out, errs := runCmd(t, in, "parse", "--timezone", "UTC")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	var ev map[string]any
+	if err := json.Unmarshal([]byte(out), &ev); err != nil {
+		t.Fatalf("stdout is not one event: %q", out)
+	}
+	if ev["user"] != nil || ev["ip"] != "192.0.2.1" || ev["@timestamp"] != "2026-11-25T10:00:00.000Z" {
+		t.Fatalf("event: %v", ev)
+	}
+	if strings.TrimSpace(errs) != `-:147: not an audit_login record: does not start with {"ts":"` {
+		t.Fatalf("stderr: %q", errs)
+	}
+	if code, _, _ := runCmd(t, in, "parse", "--strict"); code != 1 {
+		t.Fatalf("--strict with a rejected record exited %d, want 1", code)
+	}
+	if code, _, errs := runCmd(t, "", "parse", "--format", "nope"); code != 2 || !strings.Contains(errs, `unknown format "nope"`) {
+		t.Fatalf("unknown format: %d %s", code, errs)
+	}
+}
+
+func TestCheckCommand(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("inputs:\n  - paths: []\n    format: nope\noutputs: {}\n"), 0o644)
+	code, _, errs := runCmd(t, "", "check", "--config", bad)
+	if code != 1 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{"inputs[0].paths:", "inputs[0].format:", "outputs: no output configured"} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("missing %q in %s", want, errs)
+		}
+	}
+	code, out, _ := runCmd(t, "", "check", "--config", "../../examples/auditlogin.yaml")
+	if code != 0 || !strings.Contains(out, "configuration OK") {
+		t.Fatalf("example config: %d %s", code, out)
+	}
+	if code, _, errs := runCmd(t, "", "run", "--config", bad); code != 2 || !strings.Contains(errs, "inputs[0].format") {
+		t.Fatalf("run with a bad config must fail at start with the field path: %d %s", code, errs)
+	}
+}
+
+func TestVersionAndUsage(t *testing.T) {
+	if code, out, _ := runCmd(t, "", "version"); code != 0 || !strings.HasPrefix(out, "auditlogin ") {
+		t.Fatalf("version: %d %q", code, out)
+	}
+	if code, _, errs := runCmd(t, "", "frobnicate"); code != 2 || !strings.Contains(errs, "unknown command") {
+		t.Fatalf("unknown command: %d %q", code, errs)
+	}
+}
+
+// With no config anywhere, run says where it looked and runs the demo.
+func TestRunWithoutConfigUsesDemo(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "examples"), 0o755)
+	sample, _ := os.ReadFile("../../examples/audit_login.log")
+	os.WriteFile(filepath.Join(dir, "examples", "audit_login.log"), sample, 0o644)
+	wd, _ := os.Getwd()
+	os.Chdir(dir)
+	defer os.Chdir(wd)
+	oldPaths := config.SearchPaths
+	config.SearchPaths = []string{"./auditlogin.yaml", filepath.Join(dir, "etc", "auditlogin.yaml")}
+	defer func() { config.SearchPaths = oldPaths }()
+	old := os.Getenv("AUDITLOGIN_CONFIG")
+	os.Unsetenv("AUDITLOGIN_CONFIG")
+	defer os.Setenv("AUDITLOGIN_CONFIG", old)
+	code, out, errs := runCmd(t, "", "run", "--once")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if !strings.Contains(errs, "no config file in ./auditlogin.yaml or "+filepath.Join(dir, "etc", "auditlogin.yaml")) {
+		t.Fatalf("does not say where it looked: %s", errs)
+	}
+	if n := strings.Count(out, "\n"); n != 11 {
+		t.Fatalf("demo shipped %d events to stdout, want 11", n)
+	}
+	if data, err := os.ReadFile(filepath.Join(dir, "auditlogin-data", "events.ndjson")); err != nil || strings.Count(string(data), "\n") != 11 {
+		t.Fatalf("demo file output: %v", err)
+	}
+}
