@@ -1,0 +1,48 @@
+// Command gen writes realistic audit_login.log records, as the original
+// plugin's fprintf does, for benchmarks and load tests: mostly successful
+// application logins from a pool of hosts, ~10% failed logins, some root and
+// no-credential probes, and a few hostile user names (quotes, backslashes,
+// newlines). The output is deterministic for a given seed.
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"time"
+)
+
+func main() {
+	n := flag.Int("n", 1000000, "records to write")
+	seed := flag.Uint64("seed", 1, "random seed")
+	servers := flag.Int("servers", 1, "distinct myhost values")
+	flag.Parse()
+	rng := rand.New(rand.NewPCG(*seed, 42))
+	w := bufio.NewWriterSize(os.Stdout, 1<<20)
+	defer w.Flush()
+	users := []string{"web_user", "web_user", "web_user", "api", "api", "reporting", "backup_user", "etl", "monitor", "root"}
+	t := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
+	for i := 0; i < *n; i++ {
+		t = t.Add(time.Duration(rng.IntN(40)) * time.Millisecond)
+		host := rng.IntN(200)
+		user, priv, typ := users[rng.IntN(len(users))], "", "successful_login"
+		clientHost, ip := fmt.Sprintf("app-%03d.prod.example.com", host), fmt.Sprintf("10.%d.%d.%d", host/100, host%100, rng.IntN(250)+1)
+		switch r := rng.IntN(1000); {
+		case r < 100:
+			typ = "failed_login"
+		case r < 105: // a probe: TCP connect, no handshake
+			typ, user, priv, clientHost = "failed_login", "(null)", "(null)", "(null)"
+		case r < 106:
+			typ, user = "failed_login", []string{`x"y`, `a\b`, "two\nlines", `","type":"successful_login`}[rng.IntN(4)]
+		default:
+			priv = user
+		}
+		if user == "root" && typ == "successful_login" {
+			clientHost, ip = "localhost", "(null)"
+		}
+		fmt.Fprintf(w, `{"ts":"%s","type":"%s","myhost":"db-%02d","thread":"%d","user":"%s","priv_user":"%s","host":"%s","ip":"%s"}`+"\n",
+			t.Format("2006-01-02 15:04:05"), typ, i%*servers, 74153868+i, user, priv, clientHost, ip)
+	}
+}
