@@ -167,7 +167,9 @@ func Find() (string, bool) {
 // sets outputs.file.path; AUDITLOGIN_INPUTS__0__PATHS='["/a.log"]' sets the
 // first input's paths. "__" separates keys (keys themselves hold "_"), a
 // number indexes a list, and the value is read as YAML (so lists, numbers and
-// booleans work; anything else is a string).
+// booleans work; anything else is a string). A variable with no "__" is an
+// override only if it names a top-level key; AUDITLOGIN_CONFIG and other
+// single-word variables are left alone.
 const EnvPrefix = "AUDITLOGIN_"
 
 // Errors is every problem found in a configuration.
@@ -212,10 +214,17 @@ func decode(raw map[string]any, environ []string) (Config, error) {
 	var errs Errors
 	for _, kv := range environ {
 		name, val, ok := strings.Cut(kv, "=")
-		if !ok || !strings.HasPrefix(name, EnvPrefix) || name == EnvPrefix+"CONFIG" || name == EnvPrefix+"E2E" {
+		if !ok || !strings.HasPrefix(name, EnvPrefix) {
 			continue
 		}
-		keys := strings.Split(strings.ToLower(strings.TrimPrefix(name, EnvPrefix)), "__")
+		rest := strings.TrimPrefix(name, EnvPrefix)
+		keys := strings.Split(strings.ToLower(rest), "__")
+		// An override names a key path (AUDITLOGIN_OUTPUTS__FILE__PATH) or a
+		// top-level key (AUDITLOGIN_FIELDS). Other AUDITLOGIN_* variables
+		// (AUDITLOGIN_CONFIG, AUDITLOGIN_E2E, ...) are not configuration.
+		if len(keys) == 1 && !topLevel[keys[0]] {
+			continue
+		}
 		if _, err := setPath(raw, keys, envValue(val)); err != nil {
 			errs = append(errs, fmt.Sprintf("%s: %v", name, err))
 		}
@@ -244,6 +253,16 @@ func decode(raw map[string]any, environ []string) (Config, error) {
 	cfg.fillDerived()
 	return cfg, nil
 }
+
+// topLevel are the configuration's top-level keys.
+var topLevel = func() map[string]bool {
+	m := map[string]bool{}
+	t := reflect.TypeOf(Config{})
+	for i := 0; i < t.NumField(); i++ {
+		m[t.Field(i).Tag.Get("koanf")] = true
+	}
+	return m
+}()
 
 var quotedField = regexp.MustCompile(`^'([^']*)' (.*)$`)
 

@@ -159,6 +159,8 @@ func TestEnvironmentOverridesAnyKey(t *testing.T) {
 		"AUDITLOGIN_PIPELINE__BATCH_SIZE=10",
 		"AUDITLOGIN_FIELDS__ENV=prod",
 		"AUDITLOGIN_CONFIG=/ignored.yaml",
+		"AUDITLOGIN_E2E=require",
+		"AUDITLOGIN_SOAK=1",
 		"HOME=/root",
 	}
 	cfg, err := Load(p, env)

@@ -620,6 +620,15 @@ func (h *harvester) readOnce(ctx context.Context) (int64, error) {
 		}
 		break
 	}
+	// Check the first bytes again: if the file was truncated and rewritten
+	// while we read, some of buf is new content at old offsets. Drop it all;
+	// the old content's rest is in the rotated copy, read from h.off.
+	if fp, err := fingerprint(h.f, h.id.FPLen); err != nil {
+		return 0, err
+	} else if fp != h.id.FP {
+		h.truncated(ctx, "file's first bytes changed during a read")
+		return 1, nil
+	}
 	lines, consumed := h.frame(buf)
 	h.off += consumed
 	if len(lines) > 0 {
