@@ -17,6 +17,17 @@
 //   - a file truncated while the agent was stopped is recognized the same way
 //     at start (its inode is known with other first bytes).
 //   - a half-written last line is never passed on until its newline arrives.
+//
+// Why not nxadm/tail's line loop: nxadm_traps_test.go pins down, against
+// nxadm/tail itself, the four ways it loses or breaks records here — a
+// half-written line sent as a line (and its rest skipped by a seek to the
+// end), Tell() ahead of the consumer (a checkpoint that skips a line), the
+// lines appended just before a rename never read, and a truncation followed
+// by growth past the old offset not seen at all (reading resumes mid-record
+// in the new content). Wrapping those needs the exact byte offset of every
+// line and a content check around every read, which is what this reader is:
+// pread from the offset, frame at newlines, and compare the fingerprint
+// before and after each read.
 package tailer
 
 import (
