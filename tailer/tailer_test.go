@@ -34,9 +34,14 @@ type deadLetters struct {
 	n  int
 }
 
-func (d *deadLetters) Write(auditlogin.DeadLetterEntry) error { d.mu.Lock(); d.n++; d.mu.Unlock(); return nil }
-func (d *deadLetters) Sync() error                            { return nil }
-func (d *deadLetters) count() int                             { d.mu.Lock(); defer d.mu.Unlock(); return d.n }
+func (d *deadLetters) Write(auditlogin.DeadLetterEntry) error {
+	d.mu.Lock()
+	d.n++
+	d.mu.Unlock()
+	return nil
+}
+func (d *deadLetters) Sync() error { return nil }
+func (d *deadLetters) count() int  { d.mu.Lock(); defer d.mu.Unlock(); return d.n }
 
 type harness struct {
 	t      *testing.T
