@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -86,6 +87,47 @@ func (e *Event) AddTag(t string) {
 	if !e.HasTag(t) {
 		e.Tags = append(e.Tags, t)
 	}
+}
+
+// FieldNames are the names Field accepts (and "fields.NAME").
+var FieldNames = []string{"id", "ts", "type", "myhost", "thread", "user", "priv_user", "host", "ip", "format"}
+
+// Field returns the value of a named event field as a string (null fields
+// are ""), for message keys and topic templates. "fields.NAME" reads a static
+// field. ok is false for an unknown name.
+func (e *Event) Field(name string) (v string, ok bool) {
+	switch name {
+	case "id":
+		return e.ID, true
+	case "ts":
+		return e.TS, true
+	case "type":
+		return e.Type, true
+	case "myhost":
+		return e.MyHost, true
+	case "thread":
+		return e.Thread, true
+	case "user":
+		return e.User.S, true
+	case "priv_user":
+		return e.PrivUser.S, true
+	case "host":
+		return e.Host.S, true
+	case "ip":
+		return e.IP.S, true
+	case "format":
+		return e.Format, true
+	}
+	if f, found := strings.CutPrefix(name, "fields."); found {
+		return e.Fields[f], true
+	}
+	return "", false
+}
+
+// ValidField reports whether Field accepts name.
+func ValidField(name string) bool {
+	_, ok := (&Event{}).Field(name)
+	return ok
 }
 
 // ComputeID returns the event id: the first 16 bytes of a SHA-256 over the

@@ -342,7 +342,12 @@ func (p *Pipeline) runOutput(ctx context.Context, o *outState) {
 func (p *Pipeline) deliver(ctx context.Context, o *outState, events []*Event) bool {
 	name := o.out.Name()
 	todo := events
-	delay := p.cfg.RetryInitial
+	delay, maxDelay := p.cfg.RetryInitial, p.cfg.RetryMax
+	if r, ok := o.out.(Retrier); ok {
+		if i, m := r.RetryBackoff(); i > 0 && m >= i {
+			delay, maxDelay = i, m
+		}
+	}
 	for {
 		err := o.out.Write(ctx, todo)
 		if err == nil {
@@ -401,8 +406,8 @@ func (p *Pipeline) deliver(ctx context.Context, o *outState, events []*Event) bo
 		case <-time.After(d):
 		}
 		delay *= 2
-		if delay > p.cfg.RetryMax {
-			delay = p.cfg.RetryMax
+		if delay > maxDelay {
+			delay = maxDelay
 		}
 	}
 }

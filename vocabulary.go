@@ -117,6 +117,20 @@ type Syncer interface {
 	Sync() error
 }
 
+// Retrier is implemented by outputs with their own retry backoff (from
+// their config); others use the pipeline's.
+type Retrier interface {
+	RetryBackoff() (initial, max time.Duration)
+}
+
+// Checker is implemented by outputs that can test their destination:
+// reachability, authentication, what exists there. auditlogin check calls it
+// and prints the report, one plain sentence a line; an error means the
+// destination cannot be used as configured.
+type Checker interface {
+	Check(ctx context.Context) (report []string, err error)
+}
+
 // Committed is the offset committed for one file: every byte before Offset
 // has been delivered by every output (or dead-lettered).
 type Committed struct {

@@ -8,6 +8,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -58,6 +59,46 @@ type Registry struct {
 type Outputs struct {
 	Stdout *Stdout `koanf:"stdout"`
 	File   *File   `koanf:"file"`
+	Kafka  *Kafka  `koanf:"kafka"`
+}
+
+// Kafka is the Kafka output.
+type Kafka struct {
+	Brokers         []string      `koanf:"brokers"`
+	Topic           string        `koanf:"topic"`
+	Key             string        `koanf:"key"`
+	Compression     string        `koanf:"compression"`
+	RequiredAcks    string        `koanf:"required_acks"`
+	BatchSize       int           `koanf:"batch_size"`
+	BatchBytes      ByteSize      `koanf:"batch_bytes"`
+	BatchTimeout    time.Duration `koanf:"batch_timeout"`
+	MaxMessageBytes ByteSize      `koanf:"max_message_bytes"`
+	Timeout         time.Duration `koanf:"timeout"`
+	RetryInitial    time.Duration `koanf:"retry_initial"`
+	RetryMax        time.Duration `koanf:"retry_max"`
+	ClientID        string        `koanf:"client_id"`
+	AutoCreateTopic *bool         `koanf:"auto_create_topic"`
+	TLS             *TLS          `koanf:"tls"`
+	SASL            *SASL         `koanf:"sasl"`
+}
+
+// TLS configures a client's TLS; present (even empty: system CAs) = on.
+type TLS struct {
+	CAFile             string `koanf:"ca_file"`
+	CertFile           string `koanf:"cert_file"`
+	KeyFile            string `koanf:"key_file"`
+	ServerName         string `koanf:"server_name"`
+	InsecureSkipVerify bool   `koanf:"insecure_skip_verify"`
+}
+
+// SASL configures authentication; the password comes from one of password,
+// password_env (a variable's name) or password_file.
+type SASL struct {
+	Mechanism    string `koanf:"mechanism"`
+	Username     string `koanf:"username"`
+	Password     string `koanf:"password"`
+	PasswordEnv  string `koanf:"password_env"`
+	PasswordFile string `koanf:"password_file"`
 }
 
 // Stdout has no settings.
@@ -137,6 +178,39 @@ func (c *Config) fillDerived() {
 		}
 		if c.Outputs.File.MaxFiles == 0 {
 			c.Outputs.File.MaxFiles = 7
+		}
+	}
+	if k := c.Outputs.Kafka; k != nil {
+		def := map[*string]string{&k.Key: "id", &k.Compression: "none", &k.RequiredAcks: "all", &k.ClientID: "auditlogin"}
+		for p, v := range def {
+			if *p == "" {
+				*p = v
+			}
+		}
+		if k.BatchSize == 0 {
+			k.BatchSize = 1000
+		}
+		if k.BatchBytes == 0 {
+			k.BatchBytes = 1 << 20
+		}
+		if k.BatchTimeout == 0 {
+			k.BatchTimeout = 10 * time.Millisecond
+		}
+		if k.MaxMessageBytes == 0 {
+			k.MaxMessageBytes = 1000000
+		}
+		if k.Timeout == 0 {
+			k.Timeout = 10 * time.Second
+		}
+		if k.RetryInitial == 0 {
+			k.RetryInitial = 250 * time.Millisecond
+		}
+		if k.RetryMax == 0 {
+			k.RetryMax = 30 * time.Second
+		}
+		if k.AutoCreateTopic == nil {
+			t := true
+			k.AutoCreateTopic = &t
 		}
 	}
 	if c.DeadLetter.Path == "" && c.Registry.Path != "" {
@@ -436,8 +510,55 @@ func (c *Config) Validate(knownFormat func(string) bool, formats []string) error
 	if c.Registry.FlushInterval <= 0 {
 		add("registry.flush_interval", "must be a positive duration such as 1s")
 	}
-	if c.Outputs.Stdout == nil && c.Outputs.File == nil {
-		add("outputs", "no output configured (expected at least one of: stdout, file)")
+	if c.Outputs.Stdout == nil && c.Outputs.File == nil && c.Outputs.Kafka == nil {
+		add("outputs", "no output configured (expected at least one of: stdout, file, kafka)")
+	}
+	if k := c.Outputs.Kafka; k != nil {
+		if len(k.Brokers) == 0 {
+			add("outputs.kafka.brokers", "at least one host:port is required")
+		}
+		for i, b := range k.Brokers {
+			if _, port, err := net.SplitHostPort(b); err != nil || port == "" {
+				add(fmt.Sprintf("outputs.kafka.brokers[%d]", i), "%q (expected host:port)", b)
+			}
+		}
+		if k.Topic == "" {
+			add("outputs.kafka.topic", "required: a name, or a template such as mysql-logins-${myhost}")
+		}
+		oneOf := func(path, v string, allowed ...string) {
+			for _, a := range allowed {
+				if v == a {
+					return
+				}
+			}
+			add(path, "%q (expected %s)", v, strings.Join(allowed, ", "))
+		}
+		oneOf("outputs.kafka.compression", k.Compression, "none", "gzip", "snappy", "lz4", "zstd")
+		oneOf("outputs.kafka.required_acks", k.RequiredAcks, "all", "one", "none")
+		if k.BatchSize <= 0 {
+			add("outputs.kafka.batch_size", "must be positive")
+		}
+		if k.RetryMax < k.RetryInitial {
+			add("outputs.kafka.retry_max", "must be at least outputs.kafka.retry_initial")
+		}
+		if k.TLS != nil && (k.TLS.CertFile == "") != (k.TLS.KeyFile == "") {
+			add("outputs.kafka.tls", "cert_file and key_file go together")
+		}
+		if a := k.SASL; a != nil {
+			oneOf("outputs.kafka.sasl.mechanism", strings.ToLower(a.Mechanism), "plain", "scram-sha-256", "scram-sha-512")
+			if a.Username == "" {
+				add("outputs.kafka.sasl.username", "required")
+			}
+			n := 0
+			for _, v := range []string{a.Password, a.PasswordEnv, a.PasswordFile} {
+				if v != "" {
+					n++
+				}
+			}
+			if n != 1 {
+				add("outputs.kafka.sasl", "set exactly one of password, password_env, password_file")
+			}
+		}
 	}
 	if f := c.Outputs.File; f != nil {
 		if f.Path == "" {

@@ -15,6 +15,7 @@ import (
 	"github.com/auditlogin/auditlogin"
 	"github.com/auditlogin/auditlogin/config"
 	"github.com/auditlogin/auditlogin/outputs/file"
+	"github.com/auditlogin/auditlogin/outputs/kafka"
 	"github.com/auditlogin/auditlogin/outputs/stdout"
 	"github.com/auditlogin/auditlogin/parser"
 	"github.com/auditlogin/auditlogin/tailer"
@@ -37,6 +38,55 @@ func countMatches(globs []string) int {
 	return n
 }
 
+// buildOutputs creates the configured outputs (without connecting). Errors
+// name the config path.
+func buildOutputs(cfg config.Config, w io.Writer, log *slog.Logger) ([]auditlogin.Output, error) {
+	var outs []auditlogin.Output
+	fail := func(err error) ([]auditlogin.Output, error) {
+		for _, o := range outs {
+			o.Close()
+		}
+		return nil, err
+	}
+	if cfg.Outputs.Stdout != nil {
+		outs = append(outs, stdout.New(w))
+	}
+	if f := cfg.Outputs.File; f != nil {
+		out, err := file.New(file.Config{Path: f.Path, MaxSize: int64(f.MaxSize), MaxFiles: f.MaxFiles})
+		if err != nil {
+			return fail(fmt.Errorf("outputs.file: %w", err))
+		}
+		outs = append(outs, out)
+	}
+	if k := cfg.Outputs.Kafka; k != nil {
+		host, _ := os.Hostname()
+		kc := kafka.Config{
+			Brokers: k.Brokers, Topic: k.Topic, Key: k.Key, Compression: k.Compression, RequiredAcks: k.RequiredAcks,
+			BatchSize: k.BatchSize, BatchBytes: int64(k.BatchBytes), BatchTimeout: k.BatchTimeout,
+			MaxMessageBytes: int(k.MaxMessageBytes), Timeout: k.Timeout, RetryInitial: k.RetryInitial, RetryMax: k.RetryMax,
+			ClientID: k.ClientID, AutoCreateTopic: *k.AutoCreateTopic, AgentHostname: host,
+		}
+		if t := k.TLS; t != nil {
+			kc.TLS = &kafka.TLS{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
+			if t.InsecureSkipVerify {
+				log.Warn("outputs.kafka.tls.insecure_skip_verify is on: the broker's certificate is not checked, anyone in the path can read and change what is shipped")
+			}
+		}
+		if a := k.SASL; a != nil {
+			kc.SASL = &kafka.SASL{Mechanism: a.Mechanism, Username: a.Username, Password: a.Password, PasswordEnv: a.PasswordEnv, PasswordFile: a.PasswordFile}
+		}
+		if k.RequiredAcks == "none" {
+			log.Warn("outputs.kafka.required_acks is none: the broker does not acknowledge writes, so events lost on the way are not sent again (at-least-once is given up)")
+		}
+		out, err := kafka.New(kc)
+		if err != nil {
+			return fail(fmt.Errorf("outputs.kafka.%w", err))
+		}
+		outs = append(outs, out)
+	}
+	return outs, nil
+}
+
 type agentOptions struct {
 	once   bool
 	stdout io.Writer
@@ -47,31 +97,24 @@ type agentOptions struct {
 // them until ctx is cancelled (or, with once, every file is read).
 func runAgent(ctx context.Context, cfg config.Config, o agentOptions) error {
 	log := o.log
-	reg, err := tailer.OpenRegistry(cfg.Registry.Path, cfg.Registry.CleanAfter)
+	outs, err := buildOutputs(cfg, o.stdout, log)
 	if err != nil {
 		return err
 	}
-	var outs []auditlogin.Output
 	closeAll := func() {
 		for _, out := range outs {
 			out.Close()
 		}
 	}
-	if cfg.Outputs.Stdout != nil {
-		outs = append(outs, stdout.New(o.stdout))
-	}
-	if f := cfg.Outputs.File; f != nil {
-		out, err := file.New(file.Config{Path: f.Path, MaxSize: int64(f.MaxSize), MaxFiles: f.MaxFiles})
-		if err != nil {
-			closeAll()
-			return fmt.Errorf("outputs.file: %w", err)
-		}
-		outs = append(outs, out)
-	}
 	dl, err := file.NewDeadLetter(file.Config{Path: cfg.DeadLetter.Path, MaxSize: int64(cfg.DeadLetter.MaxSize), MaxFiles: cfg.DeadLetter.MaxFiles})
 	if err != nil {
 		closeAll()
 		return fmt.Errorf("dead_letter: %w", err)
+	}
+	reg, err := tailer.OpenRegistry(cfg.Registry.Path, cfg.Registry.CleanAfter)
+	if err != nil {
+		closeAll()
+		return err
 	}
 	defer dl.Close()
 

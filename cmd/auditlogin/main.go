@@ -20,7 +20,9 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
+	"github.com/auditlogin/auditlogin"
 	"github.com/auditlogin/auditlogin/config"
 )
 
@@ -63,7 +65,8 @@ const usage = `auditlogin ships MySQL/MariaDB login audit events.
 
 Usage:
   auditlogin run     [--config FILE] [--once]    follow the configured logs and ship every event
-  auditlogin check   [--config FILE]             validate the configuration, list every problem
+  auditlogin check   [--config FILE]             validate the configuration, list every problem,
+                                                 and test each output's destination (reachability, auth, topic)
   auditlogin parse   [--format NAME] [--strict] [FILE...]
                                                  convert logs (stdin without FILE) to NDJSON on stdout
   auditlogin version                             print the version
@@ -217,15 +220,34 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stdout, "  inputs[%d]: %s, %s, %d file(s) match now%s\n", i, in.Format, strings.Join(in.Paths, " "), n, note)
 	}
-	var outs []string
-	if cfg.Outputs.Stdout != nil {
-		outs = append(outs, "stdout")
+	log := newLogger(config.Log{Level: "warn", Format: "text"}, stderr)
+	outs, err := buildOutputs(cfg, io.Discard, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "auditlogin: %v\n", err)
+		return exitFail
 	}
-	if cfg.Outputs.File != nil {
-		outs = append(outs, "file "+cfg.Outputs.File.Path)
+	status := exitOK
+	for _, o := range outs {
+		c, ok := o.(auditlogin.Checker)
+		if !ok {
+			fmt.Fprintf(stdout, "  output %s: ready\n", o.Name())
+			o.Close()
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		report, err := c.Check(ctx)
+		cancel()
+		for _, line := range report {
+			fmt.Fprintf(stdout, "  output %s: %s\n", o.Name(), line)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "auditlogin: output %s: %v\n", o.Name(), err)
+			status = exitFail
+		}
+		o.Close()
 	}
-	fmt.Fprintf(stdout, "  outputs: %s\n  registry: %s\n  dead letters: %s\n", strings.Join(outs, ", "), cfg.Registry.Path, cfg.DeadLetter.Path)
-	return exitOK
+	fmt.Fprintf(stdout, "  registry: %s\n  dead letters: %s\n", cfg.Registry.Path, cfg.DeadLetter.Path)
+	return status
 }
 
 func orDemo(path string) string {
