@@ -25,7 +25,10 @@ type Registry struct {
 
 	mu      sync.Mutex
 	entries map[auditlogin.FileID]*entry
-	rotated map[auditlogin.FileID]bool // marked before their first commit
+	// rotated holds files read to their end after a rotation: the flag is
+	// set once their committed offset reaches that end, not before, so a
+	// crash with lines still in flight recovers them.
+	rotated map[auditlogin.FileID]int64
 }
 
 type entry struct {
@@ -54,7 +57,7 @@ type registryFile struct {
 // registry). Entries whose file is gone are dropped cleanAfter after their
 // last update.
 func OpenRegistry(path string, cleanAfter time.Duration) (*Registry, error) {
-	r := &Registry{path: path, cleanAfter: cleanAfter, entries: map[auditlogin.FileID]*entry{}, rotated: map[auditlogin.FileID]bool{}}
+	r := &Registry{path: path, cleanAfter: cleanAfter, entries: map[auditlogin.FileID]*entry{}, rotated: map[auditlogin.FileID]int64{}}
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return r, nil
@@ -93,6 +96,7 @@ type Known struct {
 	Path    string
 	Offset  int64
 	Rotated bool
+	Updated time.Time
 }
 
 // Entries returns a copy of every entry.
@@ -101,20 +105,43 @@ func (r *Registry) Entries() map[auditlogin.FileID]Known {
 	defer r.mu.Unlock()
 	out := make(map[auditlogin.FileID]Known, len(r.entries))
 	for id, e := range r.entries {
-		out[id] = Known{Path: e.Path, Offset: e.Offset, Rotated: e.Rotated}
+		out[id] = Known{Path: e.Path, Offset: e.Offset, Rotated: e.Rotated, Updated: e.Updated}
 	}
 	return out
 }
 
-// MarkRotated records that id's file was truncated and its rest recovered;
-// it is written with the next commit.
-func (r *Registry) MarkRotated(id auditlogin.FileID) {
+// Register records a file identity the tailer starts reading at offset,
+// durably, before anything of it is shipped: if the file is then rotated away
+// while the agent is down, before any commit, a restart still knows to look
+// for its rotated copy. An identity already known is left as it is.
+func (r *Registry) Register(id auditlogin.FileID, path string, offset int64) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if _, ok := r.entries[id]; ok {
+		return nil
+	}
+	e := &entry{Path: path, Dev: id.Dev, Ino: id.Ino, FPLen: id.FPLen, FP: id.FP, Offset: offset, Updated: time.Now().UTC()}
+	r.entries[id] = e
+	r.applyRotated(id, e)
+	return r.write()
+}
+
+// MarkRotated records that id's file was rotated away and read to end: once
+// its committed offset reaches end, it is marked rotated (written with that
+// commit) and no longer looked for.
+func (r *Registry) MarkRotated(id auditlogin.FileID, end int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.rotated[id] = end
 	if e := r.entries[id]; e != nil {
+		r.applyRotated(id, e)
+	}
+}
+
+func (r *Registry) applyRotated(id auditlogin.FileID, e *entry) {
+	if end, ok := r.rotated[id]; ok && e.Offset >= end {
 		e.Rotated = true
-	} else {
-		r.rotated[id] = true
+		delete(r.rotated, id)
 	}
 }
 
@@ -152,11 +179,11 @@ func (r *Registry) Commit(offsets map[auditlogin.FileID]auditlogin.Committed) er
 	for id, c := range offsets {
 		e := r.entries[id]
 		if e == nil {
-			e = &entry{Dev: id.Dev, Ino: id.Ino, FPLen: id.FPLen, FP: id.FP, Rotated: r.rotated[id]}
-			delete(r.rotated, id)
+			e = &entry{Dev: id.Dev, Ino: id.Ino, FPLen: id.FPLen, FP: id.FP}
 			r.entries[id] = e
 		}
 		e.Path, e.Offset, e.Updated = c.Path, c.Offset, now
+		r.applyRotated(id, e)
 	}
 	r.prune(now)
 	return r.write()

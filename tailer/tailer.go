@@ -38,6 +38,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -75,12 +76,13 @@ type Tailer struct {
 	log *slog.Logger
 	out chan<- []auditlogin.Line
 
-	mu      sync.Mutex
-	active  map[[2]uint64]bool            // dev/ino of files being read
-	parked  map[auditlogin.FileID]parking // where closed harvesters stopped
-	warned  map[string]bool
-	wg      sync.WaitGroup
-	started bool
+	mu       sync.Mutex
+	active   map[[2]uint64]bool            // dev/ino of files being read
+	parked   map[auditlogin.FileID]parking // where closed harvesters stopped
+	finished map[auditlogin.FileID]bool    // rotated away and read to end in this run
+	warned   map[string]bool
+	wg       sync.WaitGroup
+	started  bool
 }
 
 type parking struct {
@@ -112,7 +114,7 @@ func New(cfg Config) *Tailer {
 		cfg.ReadSize = 256 << 10
 	}
 	return &Tailer{cfg: cfg, log: cfg.Logger, active: map[[2]uint64]bool{},
-		parked: map[auditlogin.FileID]parking{}, warned: map[string]bool{}}
+		parked: map[auditlogin.FileID]parking{}, finished: map[auditlogin.FileID]bool{}, warned: map[string]bool{}}
 }
 
 // Run follows the inputs, sending lines to out in file order per file, until
@@ -222,16 +224,31 @@ func (t *Tailer) consider(ctx context.Context, in *Input, path string, first boo
 	}
 	// Nothing to read yet: remember where to start; the scan comes back on growth.
 	if off == size {
+		if !known {
+			t.register(id, path, off)
+		}
 		t.mu.Lock()
 		t.parked[id] = parking{off: off, parser: parser}
 		t.mu.Unlock()
 		f.Close()
 		return
 	}
+	if !known {
+		t.register(id, path, off)
+	}
 	if parser == nil {
 		parser = in.NewParser()
 	}
 	t.start(ctx, &harvester{t: t, in: in, f: f, path: path, id: id, identified: true, off: off, parser: parser})
+}
+
+func (t *Tailer) register(id auditlogin.FileID, path string, off int64) {
+	if t.cfg.Registry == nil {
+		return
+	}
+	if err := t.cfg.Registry.Register(id, path, off); err != nil {
+		t.log.Error("cannot write the registry", "file", path, "err", err)
+	}
 }
 
 // fpCache fingerprints one open file at several lengths.
@@ -281,12 +298,13 @@ func (t *Tailer) resolve(fps *fpCache, dev, ino uint64) (id auditlogin.FileID, o
 }
 
 // recoverRotated finds files that were rotated away while nobody read them
-// (the agent was stopped, or a harvester had closed): for each registry entry
-// whose recorded path matches an input but now holds another file, it looks
-// beside that path for the same content (renamed: same inode; copied: same
-// first bytes) and reads it from the committed offset to its end, before the
-// live file is read. Entries found complete, or whose file is nowhere, are
-// marked rotated and not looked at again.
+// (the agent was stopped, or its output was down and a rotation was quick):
+// for each registry entry whose recorded path matches an input but now holds
+// another file, it looks beside that path for the same content (renamed: same
+// inode; copied: same first bytes) and reads it from the committed offset to
+// its end. Then it reads, from their start and oldest first, the files beside
+// it that are newer than that one and were never seen (rotated away before
+// the agent could look at them). All of it before the live file is read.
 func (t *Tailer) recoverRotated(ctx context.Context) {
 	for rid, c := range t.registryEntries() {
 		if c.Rotated || ctx.Err() != nil {
@@ -297,20 +315,86 @@ func (t *Tailer) recoverRotated(ctx context.Context) {
 			continue
 		}
 		t.mu.Lock()
-		busy := t.active[[2]uint64{rid.Dev, rid.Ino}]
+		skip := t.active[[2]uint64{rid.Dev, rid.Ino}] || t.finished[rid]
 		off := c.Offset
 		if p, ok := t.parked[rid]; ok && p.off > off {
 			off = p.off
 		}
 		t.mu.Unlock()
-		if busy || t.isAt(c.Path, rid) {
-			continue // still where it was: the scan reads it as usual
+		if skip || t.isAt(c.Path, rid) {
+			continue // being read, done in this run, or still where it was
 		}
-		if !t.recoverGap(ctx, in, rid, off, c.Path, nil) {
+		t.mu.Lock()
+		t.finished[rid] = true // once per run; the registry marks it when committed
+		t.mu.Unlock()
+		since := c.Updated
+		if found, mtime := t.recoverGap(ctx, in, rid, off, c.Path, nil); found {
+			since = mtime
+		} else {
 			t.log.Warn("a followed file was rotated or removed while it was not being read, and no file beside it holds its content: lines after the committed offset may be lost",
 				"file", c.Path, "offset", off)
 		}
-		t.cfg.Registry.MarkRotated(rid)
+		t.recoverUnseen(ctx, in, c.Path, since)
+	}
+}
+
+// recoverUnseen reads the files beside livePath (its rotated names) modified
+// after since that the registry does not know: rotated away before the agent
+// saw them.
+func (t *Tailer) recoverUnseen(ctx context.Context, in *Input, livePath string, since time.Time) {
+	dir, base := filepath.Dir(livePath), filepath.Base(livePath)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	type cand struct {
+		path  string
+		mtime time.Time
+	}
+	var cands []cand
+	for _, de := range ents {
+		name := de.Name()
+		if name == base || !strings.HasPrefix(name, base) || !de.Type().IsRegular() {
+			continue
+		}
+		fi, err := de.Info()
+		if err != nil || fi.ModTime().Before(since) || fi.Size() == 0 { // equal counts: file times are coarse (jiffies)
+			continue
+		}
+		cands = append(cands, cand{filepath.Join(dir, name), fi.ModTime()})
+	}
+	sort.Slice(cands, func(i, j int) bool { return cands[i].mtime.Before(cands[j].mtime) })
+	for _, c := range cands {
+		f, err := os.Open(c.path)
+		if err != nil {
+			continue
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			continue
+		}
+		dev, ino := devIno(fi)
+		fps := &fpCache{f: f, m: map[int]string{}}
+		t.mu.Lock()
+		busy := t.active[[2]uint64{dev, ino}]
+		t.mu.Unlock()
+		if _, _, _, known := t.resolve(fps, dev, ino); known || busy {
+			f.Close()
+			continue
+		}
+		if _, ok := t.byFingerprint(fps, dev, ino); ok {
+			f.Close()
+			continue
+		}
+		id, _, ok, err := identify(f, t.cfg.FingerprintSize)
+		if err != nil || !ok {
+			f.Close()
+			continue
+		}
+		t.log.Info("reading a rotated file that was never seen (rotated away while not being read)", "file", c.path)
+		t.register(id, c.path, 0)
+		t.runInline(ctx, &harvester{t: t, in: in, f: f, path: c.path, id: id, identified: true, parser: in.NewParser(), rotated: true})
 	}
 }
 
@@ -367,16 +451,17 @@ func (t *Tailer) byFingerprint(fps *fpCache, dev, ino uint64) (int64, bool) {
 	return best, found
 }
 
-// recoverGap looks beside livePath for the rotated copy of the file old (the
-// same first bytes) and starts a harvester that reads it from offset from to
-// its end. parser continues the old file's parser (a record may have begun
-// before the truncation); nil makes a new one. It returns false when no copy
-// was found.
-func (t *Tailer) recoverGap(ctx context.Context, in *Input, old auditlogin.FileID, from int64, livePath string, parser auditlogin.Parser) bool {
+// recoverGap looks beside livePath for the rotated copy of the file old (its
+// first bytes; a renamed file keeps its inode too) and reads it, here and to
+// its end, from offset from, under old's identity: offsets go on where old's
+// stopped, so a crash in between loses nothing. parser continues old's parser
+// (a record may have begun before the rotation); nil makes a new one. It
+// returns whether a copy was found, and its modification time.
+func (t *Tailer) recoverGap(ctx context.Context, in *Input, old auditlogin.FileID, from int64, livePath string, parser auditlogin.Parser) (bool, time.Time) {
 	dir, base := filepath.Dir(livePath), filepath.Base(livePath)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return false
+		return false, time.Time{}
 	}
 	for _, de := range ents {
 		name := de.Name()
@@ -389,55 +474,54 @@ func (t *Tailer) recoverGap(ctx context.Context, in *Input, old auditlogin.FileI
 			continue
 		}
 		fp, err := fingerprint(f, old.FPLen)
-		if err != nil || fp != old.FP {
+		fi, serr := f.Stat()
+		if err != nil || serr != nil || fp != old.FP {
 			f.Close()
 			continue
 		}
-		fi, err := f.Stat()
-		if err != nil {
-			f.Close()
-			continue
-		}
-		size := fi.Size()
 		cdev, cino := devIno(fi)
-		id, off, _, known := t.resolve(&fpCache{f: f, m: map[int]string{}}, cdev, cino)
-		if !known {
-			if id, _, _, err = identify(f, t.cfg.FingerprintSize); err != nil {
-				f.Close()
-				continue
-			}
-		}
 		t.mu.Lock()
 		busy := t.active[[2]uint64{cdev, cino}]
 		t.mu.Unlock()
 		if busy { // already being read (a glob matches the rotated files too)
 			f.Close()
-			return true
+			return true, fi.ModTime()
 		}
-		if off < from {
-			off = from
-		}
-		t.log.Info("reading the lines written before the truncation from the rotated copy",
-			"file", p, "offset", off, "size", size)
+		t.log.Info("reading the rest of a rotated file from its copy", "file", p, "offset", from, "size", fi.Size())
 		if parser == nil {
 			parser = in.NewParser()
 		}
-		// Read it here, to its end, before the caller goes on with the live
-		// file: the old lines are passed on before the new ones.
-		h := &harvester{t: t, in: in, f: f, path: p, id: id, identified: true, off: off, parser: parser, rotated: true}
-		t.mu.Lock()
-		h.di = [2]uint64{id.Dev, id.Ino}
-		t.active[h.di] = true
-		t.mu.Unlock()
-		h.run(ctx)
-		return true
+		h := &harvester{t: t, in: in, f: f, path: p, id: old, identified: true, off: from, parser: parser, rotated: true}
+		t.runInline(ctx, h)
+		return true, fi.ModTime()
 	}
-	return false
+	return false, time.Time{}
 }
 
-func (t *Tailer) markRotated(id auditlogin.FileID) {
+// runInline reads a rotated file to its end in the calling goroutine, so
+// that its lines are passed on before the caller goes on with newer ones.
+func (t *Tailer) runInline(ctx context.Context, h *harvester) {
+	fi, err := h.f.Stat()
+	if err != nil {
+		h.f.Close()
+		return
+	}
+	dev, ino := devIno(fi)
+	t.mu.Lock()
+	h.di = [2]uint64{dev, ino}
+	t.active[h.di] = true
+	t.mu.Unlock()
+	h.run(ctx)
+}
+
+// markRotated records that id was read to end after a rotation: not looked
+// for again in this run, and marked in the registry once committed to end.
+func (t *Tailer) markRotated(id auditlogin.FileID, end int64) {
+	t.mu.Lock()
+	t.finished[id] = true
+	t.mu.Unlock()
 	if t.cfg.Registry != nil {
-		t.cfg.Registry.MarkRotated(id)
+		t.cfg.Registry.MarkRotated(id, end)
 	}
 }
 
@@ -528,7 +612,7 @@ func (h *harvester) run(ctx context.Context) {
 			h.endOfFile(ctx)
 			h.parser = nil // ended: a later reader starts a new one
 			t.log.Info("finished reading rotated file", "file", h.path, "offset", h.off)
-			t.markRotated(h.id)
+			t.markRotated(h.id, h.off)
 			return
 		}
 		if t.cfg.Once {
@@ -539,7 +623,7 @@ func (h *harvester) run(ctx context.Context) {
 			h.endOfFile(ctx)
 			t.log.Info("file was rotated away or deleted and is read to its end; closing it", "file", h.path, "offset", h.off)
 			h.parser = nil
-			t.markRotated(h.id)
+			t.markRotated(h.id, h.off)
 			return
 		}
 		if idle >= t.cfg.CloseInactive {
@@ -591,6 +675,7 @@ func (h *harvester) readOnce(ctx context.Context) (int64, error) {
 			return 0, err
 		}
 		h.id, h.identified, h.off = id, true, 0
+		h.t.register(id, h.path, 0)
 	}
 	if size < h.off {
 		h.truncated(ctx, "file is shorter than the read offset")
@@ -694,14 +779,14 @@ func (h *harvester) truncated(ctx context.Context, why string) {
 	t := h.t
 	old, from := h.id, h.off
 	t.log.Info("file truncated (copytruncate); reading it again from the start", "file", h.path, "offset", from, "reason", why)
-	if !t.recoverGap(ctx, h.in, old, from, h.path, h.parser) {
+	if found, _ := t.recoverGap(ctx, h.in, old, from, h.path, h.parser); !found {
 		if h.lastSize > from {
 			t.log.Warn("lines written just before the truncation were not read and no rotated copy holds them",
 				"file", h.path, "offset", from, "bytes", h.lastSize-from)
 		}
 		h.endOfFile(ctx)
-	}
-	t.markRotated(old)
+		t.markRotated(old, from)
+	} // else the copy's reader marked it, at the copy's end
 	h.parser = h.in.NewParser()
 	h.identified, h.off, h.skip, h.lastSize = false, 0, nil, 0
 }

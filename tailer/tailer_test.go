@@ -166,6 +166,34 @@ func (h *harness) waitCommitted(path string, offset int64) {
 	h.t.Fatalf("committed offset of %s is %d, want %d", path, got, offset)
 }
 
+// waitCommittedContent is waitCommitted for a rotated copy, whose lines are
+// committed under the identity of the file it was copied from: an entry
+// whose first bytes are the copy's.
+func (h *harness) waitCommittedContent(path string, offset int64) {
+	h.t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer f.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	var got int64
+	for time.Now().Before(deadline) {
+		if reg, err := OpenRegistry(h.reg.Path(), 0); err == nil {
+			for id, e := range reg.Entries() {
+				if fp, _ := fingerprint(f, id.FPLen); fp == id.FP && e.Offset >= got {
+					got = e.Offset
+				}
+			}
+			if got == offset {
+				return
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	h.t.Fatalf("committed offset of the content of %s is %d, want %d", path, got, offset)
+}
+
 func (h *harness) idOf(path string) auditlogin.FileID {
 	h.t.Helper()
 	f, err := os.Open(path)
@@ -317,7 +345,7 @@ func copyTruncateScenario(t *testing.T, newLines []string) {
 	appendTo(t, p, text(newLines))
 	h.waitFor(cat(seq("a", 0, 13), newLines))
 	h.waitCommitted(p, size(t, p))
-	h.waitCommitted(p+".1", size(t, p+".1"))
+	h.waitCommittedContent(p+".1", size(t, p+".1"))
 }
 
 func TestCopyTruncateSmaller(t *testing.T) { copyTruncateScenario(t, seq("b", 0, 2)) }
@@ -592,4 +620,64 @@ func TestDeletedWhileStopped(t *testing.T) {
 	appendTo(t, p, text(seq("b", 0, 2)))
 	h.start()
 	h.waitFor(cat(seq("a", 0, 3), seq("b", 0, 2)))
+}
+
+// Files rotated away while the agent was stopped, one of which it never saw
+// at all (created and rotated while it was down), are all read on restart,
+// each line once, before the live file.
+func TestUnseenRotatedFilesAreRead(t *testing.T) {
+	h := newHarness(t, nil, "a.log")
+	p := h.path("a.log")
+	appendTo(t, p, text(seq("a", 0, 5)))
+	h.start()
+	h.waitFor(seq("a", 0, 5))
+	h.waitCommitted(p, size(t, p))
+	h.stop()
+	appendTo(t, p, text(seq("a", 5, 8)))
+	os.Rename(p, p+".1") // rename rotation
+	time.Sleep(20 * time.Millisecond)
+	appendTo(t, p, text(seq("b", 0, 6))) // a file the agent never sees...
+	os.Rename(p+".1", p+".2")
+	copyTruncate(t, p, p+".1") // ...copied away and truncated
+	appendTo(t, p, text(seq("c", 0, 4)))
+	h.start()
+	want := cat(seq("a", 0, 8), seq("b", 0, 6), seq("c", 0, 4))
+	h.waitFor(want)
+	h.stop()
+	h.start() // and nothing again
+	h.waitFor(want)
+}
+
+// A file rotated away and read to its end while the output is down must not
+// be marked done in the registry before its lines are delivered: a restart
+// then still finds and ships them.
+func TestRotatedFileIsNotMarkedDoneBeforeDelivery(t *testing.T) {
+	h := newHarness(t, nil, "a.log")
+	p := h.path("a.log")
+	appendTo(t, p, text(seq("a", 0, 5)))
+	h.start()
+	h.waitFor(seq("a", 0, 5))
+	h.waitCommitted(p, size(t, p))
+	release := h.out.Block()
+	appendTo(t, p, text(seq("a", 5, 10)))
+	os.Rename(p, p+".1")
+	time.Sleep(400 * time.Millisecond)   // past rotate_wait: a.log.1 is read to its end and closed
+	appendTo(t, p, text(seq("b", 0, 2))) // a new file: registered at once, the registry is written
+	time.Sleep(100 * time.Millisecond)
+	h.stop() // a.log.1's last lines were never delivered
+	release()
+	h.start()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(h.lines()) < 12 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	seen := map[string]bool{}
+	for _, l := range h.lines() {
+		seen[l] = true
+	}
+	for _, l := range cat(seq("a", 0, 10), seq("b", 0, 2)) {
+		if !seen[l] {
+			t.Errorf("%s lost", l)
+		}
+	}
 }
