@@ -194,7 +194,7 @@ func (c *Config) fillDerived() {
 			k.BatchBytes = 1 << 20
 		}
 		if k.BatchTimeout == 0 {
-			k.BatchTimeout = 10 * time.Millisecond
+			k.BatchTimeout = time.Millisecond
 		}
 		if k.MaxMessageBytes == 0 {
 			k.MaxMessageBytes = 1000000

@@ -42,7 +42,7 @@ func TestConformance(t *testing.T) {
 			}
 			return o
 		},
-		ReadBack: func(t *testing.T) [][]byte { return readLines(t, path) },
+		ReadBack: func(t *testing.T, want int) [][]byte { return readLines(t, path) },
 	})
 }
 

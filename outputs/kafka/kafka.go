@@ -108,7 +108,7 @@ func (c *Config) defaults() {
 		c.BatchBytes = 1 << 20
 	}
 	if c.BatchTimeout <= 0 {
-		c.BatchTimeout = 10 * time.Millisecond
+		c.BatchTimeout = time.Millisecond
 	}
 	if c.MaxMessageBytes <= 0 {
 		c.MaxMessageBytes = 1000000

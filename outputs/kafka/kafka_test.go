@@ -94,8 +94,8 @@ func TestConformance(t *testing.T) {
 			c = newCluster(t)
 			return newOutput(t, Config{Brokers: c.ListenAddrs(), Topic: topic, AgentHostname: "agent-1"})
 		},
-		ReadBack: func(t *testing.T) [][]byte {
-			recs := consume(t, c.ListenAddrs(), topic, 250)
+		ReadBack: func(t *testing.T, want int) [][]byte {
+			recs := consume(t, c.ListenAddrs(), topic, want)
 			// Kafka orders messages per partition only: put them back in
 			// the order they were read (log.offset grows with it).
 			sort.SliceStable(recs, func(i, j int) bool { return offsetOf(t, recs[i].Value) < offsetOf(t, recs[j].Value) })

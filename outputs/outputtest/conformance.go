@@ -11,10 +11,12 @@ import (
 )
 
 // Harness gives the conformance suite a fresh output and a way to read back,
-// in order, the encoded events the destination holds.
+// in order, the encoded events the destination holds. want is how many the
+// suite expects, so that a reader of a stream knows when to stop waiting (it
+// must still return everything it finds).
 type Harness struct {
 	New      func(t *testing.T) auditlogin.Output
-	ReadBack func(t *testing.T) [][]byte
+	ReadBack func(t *testing.T, want int) [][]byte
 }
 
 // Events returns n distinct, encoded events.
@@ -56,7 +58,7 @@ func Run(t *testing.T, h Harness) {
 		if err := out.Close(); err != nil {
 			t.Fatalf("Close: %v", err)
 		}
-		got := h.ReadBack(t)
+		got := h.ReadBack(t, len(evs))
 		if len(got) != len(evs) {
 			t.Fatalf("destination holds %d events, want %d", len(got), len(evs))
 		}
@@ -74,7 +76,7 @@ func Run(t *testing.T, h Harness) {
 		if err := out.Close(); err != nil {
 			t.Fatalf("Close: %v", err)
 		}
-		if got := h.ReadBack(t); len(got) != 0 {
+		if got := h.ReadBack(t, 0); len(got) != 0 {
 			t.Fatalf("empty batch wrote %d events", len(got))
 		}
 	})

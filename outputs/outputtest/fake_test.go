@@ -11,7 +11,7 @@ func TestFakeConformance(t *testing.T) {
 	var f *Fake
 	Run(t, Harness{
 		New: func(t *testing.T) auditlogin.Output { f = NewFake("fake"); return f },
-		ReadBack: func(t *testing.T) [][]byte {
+		ReadBack: func(t *testing.T, want int) [][]byte {
 			var out [][]byte
 			for _, ev := range f.Delivered() {
 				out = append(out, bytes.Clone(ev.Encoded))

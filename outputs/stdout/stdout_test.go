@@ -15,7 +15,7 @@ func TestConformance(t *testing.T) {
 			buf = &bytes.Buffer{}
 			return New(buf)
 		},
-		ReadBack: func(t *testing.T) [][]byte {
+		ReadBack: func(t *testing.T, want int) [][]byte {
 			var out [][]byte
 			for _, l := range bytes.Split(bytes.TrimSuffix(buf.Bytes(), []byte("\n")), []byte("\n")) {
 				if len(l) > 0 {
