@@ -19,6 +19,10 @@ type PipelineConfig struct {
 	DeadLetter DeadLetter // rejected records; nil only logs and counts them
 	Logger     *slog.Logger
 
+	// OnBatch, when set, is called after each output has delivered (or
+	// dead-lettered) a batch, with the time that took, retries included.
+	OnBatch func(output string, took time.Duration, events int)
+
 	// Enrich, when set, is called for each event after parsing and before the
 	// id is computed (if the parser left it empty) and the event is encoded.
 	Enrich func(*Event)
@@ -34,14 +38,18 @@ type PipelineConfig struct {
 
 // Stats are the pipeline's counters.
 type Stats struct {
-	Lines        int64            // lines handed to parsers
-	Records      int64            // records completed (events, rejections and skips)
-	Events       int64            // events parsed
-	ParseErrors  int64            // records rejected by the parser
-	DeadLettered int64            // records and events written to the dead-letter file
-	Shipped      map[string]int64 // events delivered, per output
-	Retries      map[string]int64 // failed Write calls, per output
-	Commits      int64            // checkpoint commits
+	Lines               int64            // lines handed to parsers
+	Records             int64            // records completed (events, rejections and skips)
+	Events              int64            // events parsed
+	ParseErrors         int64            // records rejected by the parser
+	DeadLettered        int64            // records and events written to the dead-letter file
+	Shipped             map[string]int64 // events delivered, per output
+	Retries             map[string]int64 // failed Write calls, per output
+	Retried             map[string]int64 // events sent again after a failure, per output
+	Down                map[string]bool  // outputs failing now
+	ParseErrorsByFormat map[string]int64
+	Commits             int64     // checkpoint commits
+	LastCommit          time.Time // zero before the first
 }
 
 // Pipeline moves lines from the tailer through parsers to every output and
@@ -54,19 +62,25 @@ type Pipeline struct {
 	outs []*outState
 
 	// parse-stage state (one goroutine)
-	cur     *batch
-	stopCtx context.Context // cancelled: stop taking lines
-	hardCtx context.Context // cancelled: stop delivering
+	cur       *batch
+	curParser Parser          // the parser being fed (for per-format counts)
+	stopCtx   context.Context // cancelled: stop taking lines
+	hardCtx   context.Context // cancelled: stop delivering
 
 	lines, records, events, parseErrors, deadLettered, commits atomic.Int64
+	lastCommit                                                 atomic.Int64 // unix nanoseconds
+
+	errMu        sync.Mutex
+	errsByFormat map[string]int64
 }
 
 type outState struct {
 	out     Output
 	ch      chan *batch
-	down    bool
+	down    atomic.Bool
 	shipped atomic.Int64
 	retries atomic.Int64
+	retried atomic.Int64
 }
 
 type batch struct {
@@ -110,7 +124,7 @@ func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
 			cfg.RetryMax = cfg.RetryInitial
 		}
 	}
-	p := &Pipeline{cfg: cfg, log: cfg.Logger, tr: newTracker(cfg.MaxInFlight)}
+	p := &Pipeline{cfg: cfg, log: cfg.Logger, tr: newTracker(cfg.MaxInFlight), errsByFormat: map[string]int64{}}
 	for _, o := range cfg.Outputs {
 		p.outs = append(p.outs, &outState{out: o, ch: make(chan *batch, 2)})
 	}
@@ -123,11 +137,22 @@ func (p *Pipeline) Stats() Stats {
 		Lines: p.lines.Load(), Records: p.records.Load(), Events: p.events.Load(),
 		ParseErrors: p.parseErrors.Load(), DeadLettered: p.deadLettered.Load(),
 		Commits: p.commits.Load(), Shipped: map[string]int64{}, Retries: map[string]int64{},
+		Retried: map[string]int64{}, Down: map[string]bool{}, ParseErrorsByFormat: map[string]int64{},
+	}
+	if ns := p.lastCommit.Load(); ns != 0 {
+		s.LastCommit = time.Unix(0, ns)
 	}
 	for _, o := range p.outs {
 		s.Shipped[o.out.Name()] = o.shipped.Load()
 		s.Retries[o.out.Name()] = o.retries.Load()
+		s.Retried[o.out.Name()] = o.retried.Load()
+		s.Down[o.out.Name()] = o.down.Load()
 	}
+	p.errMu.Lock()
+	for f, n := range p.errsByFormat {
+		s.ParseErrorsByFormat[f] = n
+	}
+	p.errMu.Unlock()
 	return s
 }
 
@@ -232,11 +257,13 @@ func (p *Pipeline) parseLoop(ctx context.Context, lines <-chan []Line) {
 				}
 				if ls[i].EndOfFile {
 					if f, ok := ls[i].Parser.(Flusher); ok {
+						p.curParser = ls[i].Parser
 						f.Flush(emit)
 					}
 					continue
 				}
 				p.lines.Add(1)
+				p.curParser = ls[i].Parser
 				ls[i].Parser.Feed(ls[i], emit)
 			}
 		case <-flush.C:
@@ -267,6 +294,13 @@ func (p *Pipeline) emit(rec Record) {
 	switch {
 	case rec.Err != nil:
 		p.parseErrors.Add(1)
+		format := "unknown"
+		if f, ok := p.curParser.(Formatter); ok {
+			format = f.Format()
+		}
+		p.errMu.Lock()
+		p.errsByFormat[format]++
+		p.errMu.Unlock()
 		p.log.Warn("rejected record", "file", rec.Pos.Path, "offset", rec.Pos.Offset, "err", rec.Err)
 		p.deadLetter(DeadLetterEntry{Path: rec.Pos.Path, Offset: rec.Pos.Offset, Reason: rec.Err.Error(), Raw: rec.Raw})
 	case rec.Event != nil:
@@ -328,8 +362,12 @@ func (p *Pipeline) runOutput(ctx context.Context, o *outState) {
 		if ctx.Err() != nil {
 			continue // drain the queue; nothing more is acknowledged
 		}
+		start := time.Now()
 		if !p.deliver(ctx, o, b.events) {
 			continue
+		}
+		if p.cfg.OnBatch != nil {
+			p.cfg.OnBatch(o.out.Name(), time.Since(start), len(b.events))
 		}
 		if b.pending.Add(-1) == 0 {
 			p.tr.Ack(b.tickets)
@@ -352,8 +390,8 @@ func (p *Pipeline) deliver(ctx context.Context, o *outState, events []*Event) bo
 		err := o.out.Write(ctx, todo)
 		if err == nil {
 			o.shipped.Add(int64(len(todo)))
-			if o.down {
-				o.down = false
+			if o.down.Load() {
+				o.down.Store(false)
 				p.log.Info("output recovered", "output", name)
 			}
 			return true
@@ -392,8 +430,9 @@ func (p *Pipeline) deliver(ctx context.Context, o *outState, events []*Event) bo
 		if len(retry) == 0 {
 			return true
 		}
-		if !o.down {
-			o.down = true
+		o.retried.Add(int64(len(retry)))
+		if !o.down.Load() {
+			o.down.Store(true)
 			p.log.Warn("output failing; retrying with backoff, reading is held back until it recovers",
 				"output", name, "err", err)
 		}
@@ -417,6 +456,8 @@ func (p *Pipeline) deliver(ctx context.Context, o *outState, events []*Event) bo
 func (p *Pipeline) commit() error {
 	dirty := p.tr.Dirty()
 	if len(dirty) == 0 || p.cfg.Checkpoint == nil {
+		// Nothing moved: the registry is up to date as of now.
+		p.lastCommit.Store(time.Now().UnixNano())
 		return nil
 	}
 	fail := func(err error) error {
@@ -440,5 +481,6 @@ func (p *Pipeline) commit() error {
 		return fail(fmt.Errorf("committing offsets: %w", err))
 	}
 	p.commits.Add(1)
+	p.lastCommit.Store(time.Now().UnixNano())
 	return nil
 }

@@ -84,6 +84,12 @@ type Parser interface {
 	Feed(line Line, emit func(Record))
 }
 
+// Formatter is implemented by parsers that name their format (for counts
+// per format).
+type Formatter interface {
+	Format() string
+}
+
 // Flusher is implemented by parsers that hold an incomplete record between
 // lines. One-shot readers (the parse and report commands) call Flush at the
 // end of a complete file, so that what is pending is rejected, not silently

@@ -36,6 +36,13 @@ type Config struct {
 	Tail       Tail              `koanf:"tail"`
 	Fields     map[string]string `koanf:"fields"`
 	Log        Log               `koanf:"log"`
+	Metrics    Metrics           `koanf:"metrics"`
+}
+
+// Metrics configures the Prometheus and health endpoint (off when listen is "").
+type Metrics struct {
+	Listen      string   `koanf:"listen"`
+	MaxLagBytes ByteSize `koanf:"max_lag_bytes"`
 }
 
 // Input is one set of files of one format.
@@ -152,7 +159,8 @@ func Default() Config {
 			ShutdownTimeout: 10 * time.Second, RetryInitial: 250 * time.Millisecond, RetryMax: 30 * time.Second},
 		Tail: Tail{ScanInterval: time.Second, PollInterval: 250 * time.Millisecond, RotateWait: 5 * time.Second,
 			CloseInactive: 5 * time.Minute, MaxLineBytes: 1 << 20, FingerprintBytes: 1024},
-		Log: Log{Level: "info", Format: "auto"},
+		Log:     Log{Level: "info", Format: "auto"},
+		Metrics: Metrics{MaxLagBytes: 64 << 20},
 	}
 }
 
@@ -599,6 +607,14 @@ func (c *Config) Validate(knownFormat func(string) bool, formats []string) error
 	}
 	if c.Tail.FingerprintBytes < 16 || c.Tail.FingerprintBytes > 64<<10 {
 		add("tail.fingerprint_bytes", "must be between 16 and 65536")
+	}
+	if l := c.Metrics.Listen; l != "" {
+		if _, _, err := net.SplitHostPort(l); err != nil {
+			add("metrics.listen", "%q (expected host:port, such as 127.0.0.1:9145)", l)
+		}
+	}
+	if c.Metrics.MaxLagBytes < 0 {
+		add("metrics.max_lag_bytes", "must not be negative")
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

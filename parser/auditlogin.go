@@ -116,6 +116,9 @@ func (p *AuditLogin) Feed(line auditlogin.Line, emit func(auditlogin.Record)) {
 	emit(p.parseRecord(trimCR(data), line.Pos))
 }
 
+// Format implements auditlogin.Formatter.
+func (p *AuditLogin) Format() string { return FormatAuditLogin }
+
 // Flush implements auditlogin.Flusher: an unterminated record at the end of
 // a complete file is rejected.
 func (p *AuditLogin) Flush(emit func(auditlogin.Record)) {

@@ -22,6 +22,7 @@ import (
 type Registry struct {
 	path       string
 	cleanAfter time.Duration
+	readOnly   bool
 
 	mu      sync.Mutex
 	entries map[auditlogin.FileID]*entry
@@ -76,6 +77,48 @@ func OpenRegistry(path string, cleanAfter time.Duration) (*Registry, error) {
 		r.entries[e.id()] = e
 	}
 	return r, nil
+}
+
+// ReadOnly makes Commit and Register keep changes in memory only (a dry run
+// commits nothing).
+func (r *Registry) ReadOnly() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.readOnly = true
+}
+
+// Lag is how far the committed offset of a followed file is behind its size.
+type Lag struct {
+	Path      string
+	Size      int64
+	Committed int64
+}
+
+// Lag returns, for each file still at its recorded path (not rotated away),
+// its size and committed offset.
+func (r *Registry) Lag() []Lag {
+	r.mu.Lock()
+	var ents []entry
+	for _, e := range r.entries {
+		if !e.Rotated {
+			ents = append(ents, *e)
+		}
+	}
+	r.mu.Unlock()
+	var out []Lag
+	for i := range ents {
+		e := &ents[i]
+		if !stillThere(e) {
+			continue
+		}
+		fi, err := os.Stat(e.Path)
+		if err != nil {
+			continue
+		}
+		out = append(out, Lag{Path: e.Path, Size: fi.Size(), Committed: e.Offset})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out
 }
 
 // Path returns the registry file's path.
@@ -225,6 +268,9 @@ func stillThere(e *entry) bool {
 }
 
 func (r *Registry) write() error {
+	if r.readOnly {
+		return nil
+	}
 	rf := registryFile{Version: 1, Files: make([]*entry, 0, len(r.entries))}
 	for _, e := range r.entries {
 		rf.Files = append(rf.Files, e)

@@ -8,12 +8,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/auditlogin/auditlogin"
 	"github.com/auditlogin/auditlogin/config"
+	"github.com/auditlogin/auditlogin/metrics"
 	"github.com/auditlogin/auditlogin/outputs/file"
 	"github.com/auditlogin/auditlogin/outputs/kafka"
 	"github.com/auditlogin/auditlogin/outputs/stdout"
@@ -89,14 +91,40 @@ func buildOutputs(cfg config.Config, w io.Writer, log *slog.Logger) ([]auditlogi
 
 type agentOptions struct {
 	once   bool
+	dryRun bool // read and parse, print what would be shipped, commit nothing
 	stdout io.Writer
+	stderr io.Writer
 	log    *slog.Logger
+	// started, when set, is called with the metrics endpoint once it listens.
+	started func(*metrics.Server)
 }
+
+// printDeadLetter is the dead-letter file of a dry run: rejections on stderr
+// as FILE:OFFSET: reason, like parse.
+type printDeadLetter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (p *printDeadLetter) Write(e auditlogin.DeadLetterEntry) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, err := fmt.Fprintf(p.w, "%s:%d: %s\n", e.Path, e.Offset, e.Reason)
+	return err
+}
+
+func (p *printDeadLetter) Sync() error { return nil }
 
 // runAgent wires the tailer, the pipeline and the outputs for cfg and runs
 // them until ctx is cancelled (or, with once, every file is read).
 func runAgent(ctx context.Context, cfg config.Config, o agentOptions) error {
 	log := o.log
+	if o.dryRun {
+		// What would be shipped goes to stdout, rejections to stderr; the
+		// registry is read (to start where the service would) but not written.
+		cfg.Outputs = config.Outputs{Stdout: &config.Stdout{}}
+		o.once = true
+	}
 	outs, err := buildOutputs(cfg, o.stdout, log)
 	if err != nil {
 		return err
@@ -106,17 +134,29 @@ func runAgent(ctx context.Context, cfg config.Config, o agentOptions) error {
 			out.Close()
 		}
 	}
-	dl, err := file.NewDeadLetter(file.Config{Path: cfg.DeadLetter.Path, MaxSize: int64(cfg.DeadLetter.MaxSize), MaxFiles: cfg.DeadLetter.MaxFiles})
-	if err != nil {
-		closeAll()
-		return fmt.Errorf("dead_letter: %w", err)
+	var dl auditlogin.DeadLetter
+	if o.dryRun {
+		dl = &printDeadLetter{w: o.stderr}
+	} else {
+		fdl, err := file.NewDeadLetter(file.Config{Path: cfg.DeadLetter.Path, MaxSize: int64(cfg.DeadLetter.MaxSize), MaxFiles: cfg.DeadLetter.MaxFiles})
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("dead_letter: %w", err)
+		}
+		defer fdl.Close()
+		dl = fdl
 	}
 	reg, err := tailer.OpenRegistry(cfg.Registry.Path, cfg.Registry.CleanAfter)
 	if err != nil {
 		closeAll()
 		return err
 	}
-	defer dl.Close()
+	var checkpoint auditlogin.Checkpoint = reg
+	if o.dryRun {
+		reg.ReadOnly()
+		checkpoint = nil
+		log.Info("dry run: printing what would be shipped; nothing is sent or committed")
+	}
 
 	var inputs []tailer.Input
 	for i, in := range cfg.Inputs {
@@ -152,8 +192,21 @@ func runAgent(ctx context.Context, cfg config.Config, o agentOptions) error {
 		}
 	}
 
+	var msrv *metrics.Server
+	var onBatch func(string, time.Duration, int)
+	if cfg.Metrics.Listen != "" && !o.dryRun {
+		msrv = metrics.New(metrics.Config{Listen: cfg.Metrics.Listen, MaxLagBytes: int64(cfg.Metrics.MaxLagBytes), Logger: log},
+			metrics.Sources{Version: Version(), Lag: func() []metrics.FileLag {
+				var out []metrics.FileLag
+				for _, l := range reg.Lag() {
+					out = append(out, metrics.FileLag{Path: l.Path, Size: l.Size, Committed: l.Committed, BytesBehind: l.Size - l.Committed})
+				}
+				return out
+			}})
+		onBatch = msrv.ObserveBatch
+	}
 	pipe, err := auditlogin.NewPipeline(auditlogin.PipelineConfig{
-		Outputs: outs, Checkpoint: reg, DeadLetter: dl, Logger: log, Enrich: enrich,
+		Outputs: outs, Checkpoint: checkpoint, DeadLetter: dl, Logger: log, Enrich: enrich, OnBatch: onBatch,
 		BatchSize: cfg.Pipeline.BatchSize, FlushInterval: cfg.Pipeline.FlushInterval,
 		MaxInFlight: cfg.Pipeline.MaxInFlight, CommitInterval: cfg.Registry.FlushInterval,
 		ShutdownTimeout: cfg.Pipeline.ShutdownTimeout,
@@ -171,6 +224,18 @@ func runAgent(ctx context.Context, cfg config.Config, o agentOptions) error {
 	})
 	log.Info("following files", "inputs", len(inputs), "outputs", len(outs), "registry", reg.Path(), "dead_letter", cfg.DeadLetter.Path)
 
+	if msrv != nil {
+		msrv.SetStats(pipe.Stats)
+		mctx, stopMetrics := context.WithCancel(context.WithoutCancel(ctx))
+		defer stopMetrics()
+		if err := msrv.Start(mctx); err != nil {
+			closeAll()
+			return err
+		}
+		if o.started != nil {
+			o.started(msrv)
+		}
+	}
 	start := time.Now()
 	lines := make(chan []auditlogin.Line, 16)
 	var g errgroup.Group

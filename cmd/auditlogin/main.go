@@ -64,7 +64,8 @@ func Version() string {
 const usage = `auditlogin ships MySQL/MariaDB login audit events.
 
 Usage:
-  auditlogin run     [--config FILE] [--once]    follow the configured logs and ship every event
+  auditlogin run     [--config FILE] [--once] [--dry-run]
+                                                 follow the configured logs and ship every event
   auditlogin check   [--config FILE]             validate the configuration, list every problem,
                                                  and test each output's destination (reachability, auth, topic)
   auditlogin parse   [--format NAME] [--strict] [FILE...]
@@ -172,6 +173,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "config file")
 	once := fs.Bool("once", false, "read every file to its end, ship, commit and exit (no following)")
+	dryRun := fs.Bool("dry-run", false, "read and parse as configured from the committed offsets, print what would be shipped to stdout (rejections to stderr), send and commit nothing, exit at the end")
 	if err := fs.Parse(args); err != nil {
 		return exitConfig
 	}
@@ -184,7 +186,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	log.Info("starting auditlogin", "version", Version(), "config", why)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := runAgent(ctx, cfg, agentOptions{once: *once, stdout: stdout, log: log}); err != nil {
+	if err := runAgent(ctx, cfg, agentOptions{once: *once, dryRun: *dryRun, stdout: stdout, stderr: stderr, log: log}); err != nil {
 		log.Error("auditlogin stopped on an error", "err", err)
 		var ce config.Errors
 		if errors.As(err, &ce) {

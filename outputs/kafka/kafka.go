@@ -154,7 +154,7 @@ func New(cfg Config) (*Output, error) {
 	if !ok {
 		return nil, fmt.Errorf("required_acks: %q (expected all, one or none)", cfg.RequiredAcks)
 	}
-	tr := &kafkago.Transport{ClientID: cfg.ClientID, DialTimeout: cfg.Timeout, IdleTimeout: time.Minute, MetadataTTL: 30 * time.Second}
+	tr := &kafkago.Transport{ClientID: cfg.ClientID, DialTimeout: cfg.Timeout, IdleTimeout: time.Minute, MetadataTTL: 2 * time.Second}
 	if cfg.TLS != nil {
 		tc, err := tlsConfig(cfg.TLS)
 		if err != nil {
