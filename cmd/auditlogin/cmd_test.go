@@ -153,6 +153,14 @@ func TestCheckCommand(t *testing.T) {
 	}
 }
 
+// The config the .deb installs is valid and checks without side effects.
+func TestPackagedConfig(t *testing.T) {
+	code, out, errs := runCmd(t, "", "check", "--config", "../../packaging/auditlogin.yaml")
+	if code != 0 || !strings.Contains(out, "output file: writes /var/log/auditlogin/events.ndjson") {
+		t.Fatalf("packaged config: %d\n%s\n%s", code, out, errs)
+	}
+}
+
 func TestVersionAndUsage(t *testing.T) {
 	if code, out, _ := runCmd(t, "", "version"); code != 0 || !strings.HasPrefix(out, "auditlogin ") {
 		t.Fatalf("version: %d %q", code, out)

@@ -223,6 +223,12 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "  inputs[%d]: %s, %s, %d file(s) match now%s\n", i, in.Format, strings.Join(in.Paths, " "), n, note)
 	}
 	log := newLogger(config.Log{Level: "warn", Format: "text"}, stderr)
+	// check has no side effects: the file output is described, not opened
+	// (opening creates it, as root, where the service user could not write).
+	if f := cfg.Outputs.File; f != nil {
+		fmt.Fprintf(stdout, "  output file: writes %s (rotated at %d bytes, %d kept)\n", f.Path, f.MaxSize, f.MaxFiles)
+		cfg.Outputs.File = nil
+	}
 	outs, err := buildOutputs(cfg, io.Discard, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "auditlogin: %v\n", err)
