@@ -63,8 +63,12 @@ type syncBuffer struct {
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // startAgent runs the agent in-process (following) and returns the metrics
 // endpoint's address and a stop function.
@@ -142,12 +146,12 @@ metrics: {listen: "127.0.0.1:0"}
 			m[fmt.Sprintf(`auditlogin_file_bytes_behind{file=%q}`, logPath)] == 0
 	})
 	want := map[string]float64{
-		`auditlogin_lines_read_total`:                             good + bad,
-		`auditlogin_events_parsed_total`:                          good,
-		`auditlogin_parse_failures_total{format="audit_login"}`:   bad,
-		`auditlogin_dead_lettered_total`:                          bad,
-		`auditlogin_output_errors_total{output="file"}`:           0,
-		`auditlogin_output_up{output="file"}`:                     1,
+		`auditlogin_lines_read_total`:                            good + bad,
+		`auditlogin_events_parsed_total`:                         good,
+		`auditlogin_parse_failures_total{format="audit_login"}`:  bad,
+		`auditlogin_dead_lettered_total`:                         bad,
+		`auditlogin_output_errors_total{output="file"}`:          0,
+		`auditlogin_output_up{output="file"}`:                    1,
 		`auditlogin_batch_duration_seconds_count{output="file"}`: -1, // any, checked below
 	}
 	for k, v := range want {
