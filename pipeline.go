@@ -63,9 +63,13 @@ type Pipeline struct {
 
 	// parse-stage state (one goroutine)
 	cur       *batch
-	curParser Parser          // the parser being fed (for per-format counts)
-	stopCtx   context.Context // cancelled: stop taking lines
-	hardCtx   context.Context // cancelled: stop delivering
+	curParser Parser // the parser being fed (for per-format counts)
+
+	rejWindow                time.Time // rejected-record log limiting
+	rejLogged, rejSuppressed int
+
+	stopCtx context.Context // cancelled: stop taking lines
+	hardCtx context.Context // cancelled: stop delivering
 
 	lines, records, events, parseErrors, deadLettered, commits atomic.Int64
 	lastCommit                                                 atomic.Int64 // unix nanoseconds
@@ -218,6 +222,10 @@ func (p *Pipeline) Run(ctx context.Context, lines <-chan []Line) error {
 
 	p.stopCtx = ctx
 	p.parseLoop(ctx, lines)
+	if p.rejSuppressed > 0 {
+		p.log.Warn("more records rejected than logged; all are in the dead-letter file",
+			"not_logged", p.rejSuppressed, "since", p.rejWindow.Format(time.RFC3339))
+	}
 
 	// Drain: hand over the partial batch, close the output queues, wait.
 	p.dispatch()
@@ -301,7 +309,7 @@ func (p *Pipeline) emit(rec Record) {
 		p.errMu.Lock()
 		p.errsByFormat[format]++
 		p.errMu.Unlock()
-		p.log.Warn("rejected record", "file", rec.Pos.Path, "offset", rec.Pos.Offset, "err", rec.Err)
+		p.logRejected(rec)
 		p.deadLetter(DeadLetterEntry{Path: rec.Pos.Path, Offset: rec.Pos.Offset, Reason: rec.Err.Error(), Raw: rec.Raw})
 	case rec.Event != nil:
 		ev := rec.Event
@@ -322,6 +330,29 @@ func (p *Pipeline) emit(rec Record) {
 		p.dispatch()
 	}
 }
+
+// logRejected logs rejected records with file and offset, at most
+// rejectLogBurst a minute: past that (a flood of bad lines is attacker
+// controlled) one line a minute says how many more went to the dead-letter
+// file. Called from the parse goroutine only.
+func (p *Pipeline) logRejected(rec Record) {
+	now := time.Now()
+	if now.Sub(p.rejWindow) >= time.Minute {
+		if p.rejSuppressed > 0 {
+			p.log.Warn("more records rejected than logged; all are in the dead-letter file",
+				"not_logged", p.rejSuppressed, "since", p.rejWindow.Format(time.RFC3339))
+		}
+		p.rejWindow, p.rejLogged, p.rejSuppressed = now, 0, 0
+	}
+	if p.rejLogged < rejectLogBurst {
+		p.rejLogged++
+		p.log.Warn("rejected record", "file", rec.Pos.Path, "offset", rec.Pos.Offset, "err", rec.Err)
+		return
+	}
+	p.rejSuppressed++
+}
+
+const rejectLogBurst = 10
 
 func (p *Pipeline) deadLetter(e DeadLetterEntry) {
 	p.deadLettered.Add(1)

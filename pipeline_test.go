@@ -1,9 +1,11 @@
 package auditlogin_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -392,5 +394,30 @@ func TestPipelineStopWithDeadOutputCommitsOnlyAcked(t *testing.T) {
 	}
 	if got := cp.get(fileA); got != 0 {
 		t.Fatalf("committed %d though nothing was delivered", got)
+	}
+}
+
+// Rejected records are logged with file and offset, but a flood of them is
+// not: past a burst, one summary line.
+func TestPipelineRejectionLogsAreBounded(t *testing.T) {
+	var logs bytes.Buffer
+	a := outputtest.NewFake("a")
+	p := newPipeline(t, []auditlogin.Output{a}, &memCheckpoint{}, &memDeadLetter{}, func(c *auditlogin.PipelineConfig) {
+		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	ch := make(chan []auditlogin.Line)
+	done := make(chan error)
+	go func() { done <- p.Run(context.Background(), ch) }()
+	feed(ch, 0, 500, func(i int) string { return "bad" + fmt.Sprint(i) })
+	close(ch)
+	<-done
+	if n := strings.Count(logs.String(), "rejected record"); n != 10 {
+		t.Fatalf("%d rejection lines logged for 500 rejected records, want 10", n)
+	}
+	if !strings.Contains(logs.String(), "file=/a.log offset=0") {
+		t.Fatalf("rejection log lacks file and offset:\n%s", logs.String())
+	}
+	if p.Stats().ParseErrors != 500 || p.Stats().DeadLettered != 500 {
+		t.Fatalf("every rejection must still be counted and kept: %+v", p.Stats())
 	}
 }
