@@ -37,6 +37,28 @@ type Config struct {
 	Fields     map[string]string `koanf:"fields"`
 	Log        Log               `koanf:"log"`
 	Metrics    Metrics           `koanf:"metrics"`
+	Enrich     Enrich            `koanf:"enrich"`
+}
+
+// Enrich configures the tags added to events.
+type Enrich struct {
+	Enabled    bool       `koanf:"enabled"`
+	BruteForce BruteForce `koanf:"brute_force"`
+	NewSource  NewSource  `koanf:"new_source"`
+}
+
+// BruteForce: at least Threshold failed logins from one ip, or for one user,
+// within Window.
+type BruteForce struct {
+	Threshold int           `koanf:"threshold"`
+	Window    time.Duration `koanf:"window"`
+}
+
+// NewSource: tag the first login of an account from an address on a server.
+type NewSource struct {
+	Enabled    bool   `koanf:"enabled"`
+	Path       string `koanf:"path"`
+	MaxEntries int    `koanf:"max_entries"`
 }
 
 // Metrics configures the Prometheus and health endpoint (off when listen is "").
@@ -161,6 +183,8 @@ func Default() Config {
 			CloseInactive: 5 * time.Minute, MaxLineBytes: 1 << 20, FingerprintBytes: 1024},
 		Log:     Log{Level: "info", Format: "auto"},
 		Metrics: Metrics{MaxLagBytes: 64 << 20},
+		Enrich: Enrich{Enabled: true, BruteForce: BruteForce{Threshold: 5, Window: 5 * time.Minute},
+			NewSource: NewSource{Enabled: true, MaxEntries: 100000}},
 	}
 }
 
@@ -223,6 +247,9 @@ func (c *Config) fillDerived() {
 	}
 	if c.DeadLetter.Path == "" && c.Registry.Path != "" {
 		c.DeadLetter.Path = filepath.Join(filepath.Dir(c.Registry.Path), "dead-letter.ndjson")
+	}
+	if c.Enrich.NewSource.Path == "" && c.Registry.Path != "" {
+		c.Enrich.NewSource.Path = filepath.Join(filepath.Dir(c.Registry.Path), "seen-sources.json")
 	}
 	if c.DeadLetter.MaxSize == 0 {
 		c.DeadLetter.MaxSize = 100 << 20
@@ -612,6 +639,15 @@ func (c *Config) Validate(knownFormat func(string) bool, formats []string) error
 		if _, _, err := net.SplitHostPort(l); err != nil {
 			add("metrics.listen", "%q (expected host:port, such as 127.0.0.1:9145)", l)
 		}
+	}
+	if c.Enrich.BruteForce.Threshold < 1 {
+		add("enrich.brute_force.threshold", "must be at least 1")
+	}
+	if c.Enrich.BruteForce.Window <= 0 {
+		add("enrich.brute_force.window", "must be a positive duration such as 5m")
+	}
+	if c.Enrich.NewSource.MaxEntries < 1 {
+		add("enrich.new_source.max_entries", "must be at least 1")
 	}
 	if c.Metrics.MaxLagBytes < 0 {
 		add("metrics.max_lag_bytes", "must not be negative")

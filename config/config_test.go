@@ -34,7 +34,9 @@ func TestExampleFileMatchesDefaults(t *testing.T) {
 	}
 	def := Default()
 	if !reflect.DeepEqual(cfg.Pipeline, def.Pipeline) || !reflect.DeepEqual(cfg.Tail, def.Tail) ||
-		!reflect.DeepEqual(cfg.Registry, def.Registry) || !reflect.DeepEqual(cfg.Log, def.Log) {
+		!reflect.DeepEqual(cfg.Registry, def.Registry) || !reflect.DeepEqual(cfg.Log, def.Log) ||
+		!reflect.DeepEqual(cfg.Metrics, def.Metrics) || cfg.Enrich.BruteForce != def.Enrich.BruteForce ||
+		cfg.Enrich.NewSource.MaxEntries != def.Enrich.NewSource.MaxEntries || !cfg.Enrich.Enabled {
 		t.Fatalf("examples/auditlogin.yaml and Default() disagree:\n%+v\n%+v", cfg, def)
 	}
 	if cfg.Outputs.Stdout == nil || cfg.Outputs.File == nil || cfg.Outputs.File.MaxSize != 100<<20 {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/auditlogin/auditlogin"
 	"github.com/auditlogin/auditlogin/config"
+	"github.com/auditlogin/auditlogin/enrich"
 	"github.com/auditlogin/auditlogin/metrics"
 	"github.com/auditlogin/auditlogin/outputs/file"
 	"github.com/auditlogin/auditlogin/outputs/kafka"
@@ -185,10 +186,36 @@ func runAgent(ctx context.Context, cfg config.Config, o agentOptions) error {
 	host, _ := os.Hostname()
 	agent := &auditlogin.AgentInfo{Hostname: host, Version: Version()}
 	fields := cfg.Fields
-	enrich := func(ev *auditlogin.Event) {
+	var tagger *enrich.Enricher
+	if cfg.Enrich.Enabled {
+		seenPath := cfg.Enrich.NewSource.Path
+		if o.dryRun {
+			seenPath = "" // read nothing into, write nothing from, a dry run
+		}
+		tagger, err = enrich.New(enrich.Config{
+			BruteForceThreshold: cfg.Enrich.BruteForce.Threshold, BruteForceWindow: cfg.Enrich.BruteForce.Window,
+			NewSource: cfg.Enrich.NewSource.Enabled, SeenPath: seenPath, MaxSeen: cfg.Enrich.NewSource.MaxEntries,
+		})
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("enrich.new_source: %w", err)
+		}
+		defer func() {
+			if err := tagger.Flush(); err != nil {
+				log.Error("writing the seen-sources file", "err", err)
+			}
+		}()
+	}
+	enrichEvent := func(ev *auditlogin.Event) {
 		ev.Agent = agent
 		if len(fields) > 0 {
 			ev.Fields = fields
+		}
+		if tagger != nil {
+			tagger.Enrich(ev)
+			if err := tagger.MaybeFlush(); err != nil {
+				log.Error("writing the seen-sources file", "err", err)
+			}
 		}
 	}
 
@@ -206,7 +233,7 @@ func runAgent(ctx context.Context, cfg config.Config, o agentOptions) error {
 		onBatch = msrv.ObserveBatch
 	}
 	pipe, err := auditlogin.NewPipeline(auditlogin.PipelineConfig{
-		Outputs: outs, Checkpoint: checkpoint, DeadLetter: dl, Logger: log, Enrich: enrich, OnBatch: onBatch,
+		Outputs: outs, Checkpoint: checkpoint, DeadLetter: dl, Logger: log, Enrich: enrichEvent, OnBatch: onBatch,
 		BatchSize: cfg.Pipeline.BatchSize, FlushInterval: cfg.Pipeline.FlushInterval,
 		MaxInFlight: cfg.Pipeline.MaxInFlight, CommitInterval: cfg.Registry.FlushInterval,
 		ShutdownTimeout: cfg.Pipeline.ShutdownTimeout,

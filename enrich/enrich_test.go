@@ -1,0 +1,200 @@
+package enrich
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/auditlogin/auditlogin"
+)
+
+// sample reads the announcement's records (valid JSON, no hostile names) as
+// events, the way the audit_login parser maps them.
+func sample(t testing.TB) []*auditlogin.Event {
+	t.Helper()
+	f, err := os.Open("../examples/audit_login.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var evs []*auditlogin.Event
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var r map[string]string
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatal(err)
+		}
+		ns := func(s string) auditlogin.NullString {
+			if s == "(null)" {
+				return auditlogin.Null
+			}
+			return auditlogin.Str(s)
+		}
+		ts, _ := time.Parse("2006-01-02 15:04:05", r["ts"])
+		evs = append(evs, &auditlogin.Event{Timestamp: ts, TS: r["ts"], Type: r["type"], MyHost: r["myhost"],
+			Thread: r["thread"], User: ns(r["user"]), PrivUser: ns(r["priv_user"]), Host: ns(r["host"]), IP: ns(r["ip"])})
+	}
+	return evs
+}
+
+func tagged(evs []*auditlogin.Event, tag string) []string {
+	var out []string
+	for _, e := range evs {
+		if e.HasTag(tag) {
+			out = append(out, e.Thread)
+		}
+	}
+	return out
+}
+
+func run(t *testing.T, cfg Config, evs []*auditlogin.Event) *Enricher {
+	t.Helper()
+	e, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range evs {
+		e.Enrich(ev)
+	}
+	return e
+}
+
+func TestRulesOnTheAnnouncementSample(t *testing.T) {
+	evs := sample(t)
+	run(t, Config{NewSource: true}, evs)
+	want := map[string]string{
+		TagFailed:        "74153869,74153870,74153878", // backup_user twice, the probe
+		TagNoCredentials: "74153878",                   // user (null) from 10.0.0.1
+		TagRoot:          "74153871",
+		TagRemoteRoot:    "74153871", // root from 10.0.0.111: not the socket or loopback
+		TagBruteForce:    "",         // two failures are not five
+		// each web_user source the first time (87, 11, 40, 3, 12), root's, not the repeats
+		TagNewSource: "74153868,74153871,74153872,74153873,74153874,74153877",
+	}
+	for tag, w := range want {
+		if got := strings.Join(tagged(evs, tag), ","); got != w {
+			t.Errorf("%s: tagged %q, want %q", tag, got, w)
+		}
+	}
+}
+
+func TestRemoteRoot(t *testing.T) {
+	mk := func(host, ip string, ipValid bool) *auditlogin.Event {
+		ev := &auditlogin.Event{Type: auditlogin.TypeSuccess, User: auditlogin.Str("root"), PrivUser: auditlogin.Str("root"),
+			Host: auditlogin.Str(host), IP: auditlogin.NullString{S: ip, Valid: ipValid}}
+		return ev
+	}
+	cases := []struct {
+		ev     *auditlogin.Event
+		remote bool
+	}{
+		{mk("localhost", "", false), false},  // socket
+		{mk("localhost", "127.0.0.1", true), false},
+		{mk("localhost", "::1", true), false},
+		{mk("db-admin", "10.0.0.9", true), true},
+		{mk("localhost", "10.0.0.111", true), true}, // the ip decides
+	}
+	e, _ := New(Config{})
+	for i, c := range cases {
+		e.Enrich(c.ev)
+		if c.ev.HasTag(TagRemoteRoot) != c.remote || !c.ev.HasTag(TagRoot) {
+			t.Errorf("case %d: tags %v, remote want %v", i, c.ev.Tags, c.remote)
+		}
+	}
+}
+
+func TestBruteForceByIPAndByUser(t *testing.T) {
+	base := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	fail := func(sec int, user, ip string) *auditlogin.Event {
+		return &auditlogin.Event{Timestamp: base.Add(time.Duration(sec) * time.Second), Type: auditlogin.TypeFailed,
+			MyHost: "db1", User: auditlogin.Str(user), PrivUser: auditlogin.Str(""), Host: auditlogin.Str("h"), IP: auditlogin.Str(ip)}
+	}
+	e, _ := New(Config{BruteForceThreshold: 3, BruteForceWindow: time.Minute})
+	// One ip trying users: the 3rd failure within a minute is brute force.
+	byIP := []*auditlogin.Event{fail(0, "a", "192.0.2.1"), fail(10, "b", "192.0.2.1"), fail(20, "c", "192.0.2.1"), fail(25, "d", "192.0.2.1")}
+	// One user from many ips.
+	byUser := []*auditlogin.Event{fail(0, "admin", "198.51.100.1"), fail(5, "admin", "198.51.100.2"), fail(9, "admin", "198.51.100.3")}
+	// Slow: three failures spread over more than the window.
+	slow := []*auditlogin.Event{fail(0, "x", "203.0.113.5"), fail(70, "y", "203.0.113.5"), fail(140, "z", "203.0.113.5")}
+	for _, evs := range [][]*auditlogin.Event{byIP, byUser, slow} {
+		for _, ev := range evs {
+			e.Enrich(ev)
+		}
+	}
+	check := func(name string, evs []*auditlogin.Event, want string) {
+		var got []string
+		for _, ev := range evs {
+			if ev.HasTag(TagBruteForce) {
+				got = append(got, "x")
+			} else {
+				got = append(got, "-")
+			}
+		}
+		if strings.Join(got, "") != want {
+			t.Errorf("%s: %s, want %s", name, strings.Join(got, ""), want)
+		}
+	}
+	check("by ip", byIP, "--xx")
+	check("by user", byUser, "--x")
+	check("slow", slow, "---")
+}
+
+func TestBruteForceMemoryIsBounded(t *testing.T) {
+	e, _ := New(Config{MaxTracked: 1000})
+	base := time.Now()
+	for i := 0; i < 20000; i++ {
+		e.Enrich(&auditlogin.Event{Timestamp: base, Type: auditlogin.TypeFailed, MyHost: "db",
+			User: auditlogin.Null, IP: auditlogin.Str("10.9." + string(rune('a'+i%26)) + "." + time.Duration(i).String())})
+	}
+	if len(e.fails) > 1000 {
+		t.Fatalf("tracking %d keys, bound is 1000", len(e.fails))
+	}
+}
+
+func TestNewSourceIsPersistedAndBounded(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "seen.json")
+	evs := sample(t)
+	e := run(t, Config{NewSource: true, SeenPath: path}, evs)
+	if err := e.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// After a restart the same sources are not new any more.
+	again := sample(t)
+	run(t, Config{NewSource: true, SeenPath: path}, again)
+	if got := tagged(again, TagNewSource); len(got) != 0 {
+		t.Fatalf("sources tagged new again after a restart: %v", got)
+	}
+	// Bounded: only the most recently seen are kept.
+	e2, _ := New(Config{NewSource: true, MaxSeen: 100})
+	base := time.Now()
+	for i := 0; i < 1000; i++ {
+		e2.Enrich(&auditlogin.Event{Timestamp: base.Add(time.Duration(i) * time.Second), Type: auditlogin.TypeSuccess,
+			MyHost: "db", User: auditlogin.Str("u"), PrivUser: auditlogin.Str("u"), IP: auditlogin.Str(time.Duration(i).String())})
+	}
+	if n := e2.Seen(); n > 110 {
+		t.Fatalf("kept %d sources, bound is 100 (+10%%)", n)
+	}
+	// A corrupt file is a clear error.
+	os.WriteFile(path, []byte("{"), 0o644)
+	if _, err := New(Config{NewSource: true, SeenPath: path}); err == nil || !strings.Contains(err.Error(), "not valid") {
+		t.Fatalf("corrupt seen file: %v", err)
+	}
+}
+
+// BenchmarkEnrich is the per-event cost of every rule (compare with
+// BenchmarkParseAuditLogin in parser/: enrichment must not halve throughput).
+func BenchmarkEnrich(b *testing.B) {
+	evs := sample(b)
+	e, _ := New(Config{NewSource: true})
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		ev := *evs[i%len(evs)]
+		ev.Tags = ev.Tags[:0]
+		e.Enrich(&ev)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
