@@ -70,6 +70,9 @@ Usage:
                                                  and test each output's destination (reachability, auth, topic)
   auditlogin parse   [--format NAME] [--strict] [FILE...]
                                                  convert logs (stdin without FILE) to NDJSON on stdout
+  auditlogin report  [--format text|json|csv|markdown|html] [--stale-after 7d]
+                     [--accounts FILE | --mysql-dsn DSN] [FILE...]
+                                                 who logs in, from where, how often; probes, root, stale accounts
   auditlogin version                             print the version
 
 Without --config, run and check use $AUDITLOGIN_CONFIG, then ./auditlogin.yaml, then
@@ -101,6 +104,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdCheck(rest, stdout, stderr)
 	case "parse":
 		return cmdParse(rest, stdin, stdout, stderr)
+	case "report":
+		return cmdReport(rest, stdin, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "auditlogin %s (%s, %s/%s)\n", Version(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return exitOK
