@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// reportJSON runs `auditlogin report --format json` and decodes the contract.
+func reportJSON(t *testing.T, args ...string) map[string]any {
+	t.Helper()
+	code, out, errs := runCmd(t, "", append([]string{"report", "--format", "json"}, args...)...)
+	if code != 0 {
+		t.Fatalf("report exit %d: %s", code, errs)
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+	return m
+}
+
+func TestReportContractFromRawAndFromNDJSON(t *testing.T) {
+	raw := reportJSON(t, "--timezone", "UTC", "../../examples/audit_login.log")
+	// The agent's own output of the same file gives the same report.
+	dir := t.TempDir()
+	var parsed strings.Builder
+	code, out, _ := runCmd(t, "", "parse", "--timezone", "UTC", "../../examples/audit_login.log")
+	if code != 0 {
+		t.Fatal("parse failed")
+	}
+	parsed.WriteString(out)
+	nd := filepath.Join(dir, "events.ndjson")
+	os.WriteFile(nd, []byte(parsed.String()), 0o644)
+	fromND := reportJSON(t, nd)
+	a, _ := json.Marshal(raw)
+	b, _ := json.Marshal(fromND)
+	if string(a) != string(b) {
+		t.Fatalf("raw and NDJSON inputs disagree:\n%s\n%s", a, b)
+	}
+	totals := raw["totals"].(map[string]any)
+	if totals["connections"].(float64) != 11 || totals["failed"].(float64) != 3 {
+		t.Fatalf("totals %v", totals)
+	}
+	for _, k := range []string{"accounts", "root_logins", "probes", "stale_accounts"} {
+		if _, ok := raw[k].([]any); !ok {
+			t.Errorf("%s is not a list", k)
+		}
+	}
+	acc := raw["accounts"].([]any)[0].(map[string]any)
+	for _, k := range []string{"user", "logins", "failures", "distinct_sources", "first_seen", "last_seen"} {
+		if _, ok := acc[k]; !ok {
+			t.Errorf("accounts[] has no %s", k)
+		}
+	}
+	root := raw["root_logins"].([]any)[0].(map[string]any)
+	if root["host"] != "localhost" || root["ip"] != "10.0.0.111" || root["count"].(float64) != 1 {
+		t.Errorf("root_logins %v", root)
+	}
+	probe := raw["probes"].([]any)[0].(map[string]any)
+	if probe["ip"] != "10.0.0.1" || probe["count"].(float64) != 1 {
+		t.Errorf("probes %v", probe)
+	}
+}
+
+func TestReportStaleAccountsFromAFile(t *testing.T) {
+	dir := t.TempDir()
+	accounts := filepath.Join(dir, "accounts")
+	os.WriteFile(accounts, []byte("# user@host\nweb_user@%\n'backup_user'@'web-32'\nreporting@10.0.0.%\n"), 0o644)
+	m := reportJSON(t, "--timezone", "UTC", "--accounts", accounts, "../../examples/audit_login.log")
+	var got []string
+	for _, s := range m["stale_accounts"].([]any) {
+		s := s.(map[string]any)
+		got = append(got, fmt.Sprintf("%s@%s:%v", s["user"], s["host"], s["last_login"]))
+	}
+	// web_user logged in; backup_user only failed; reporting never appears.
+	if strings.Join(got, ",") != "backup_user@web-32:<nil>,reporting@10.0.0.%:<nil>" {
+		t.Fatalf("stale %v", got)
+	}
+}
+
+// mariadb connects to the local server as root, or skips (fails under
+// AUDITLOGIN_E2E=require).
+func mariadb(t *testing.T) *sql.DB {
+	t.Helper()
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Net, cfg.Addr, cfg.Timeout = "root", "tcp", "127.0.0.1:3306", 3*time.Second
+	db := sql.OpenDB(mustConnector(t, cfg))
+	if err := db.Ping(); err != nil {
+		if os.Getenv("AUDITLOGIN_E2E") == "require" {
+			t.Fatalf("MariaDB is required (AUDITLOGIN_E2E=require) at 127.0.0.1:3306 as root: %v", err)
+		}
+		t.Skipf("no MariaDB at 127.0.0.1:3306 (start it: start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd): %v", err)
+	}
+	return db
+}
+
+func mustConnector(t *testing.T, cfg *mysql.Config) driver.Connector {
+	c, err := mysql.NewConnector(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// Stale accounts from a live server: the test creates accounts, logs in
+// with some of them for real, and reports over the login records of those
+// connections (written as the audit_login plugin writes them).
+func TestReportStaleAccountsFromMariaDB(t *testing.T) {
+	db := mariadb(t)
+	defer db.Close()
+	ctx := context.Background()
+	users := []struct{ user, host string }{
+		{"auditlogin_t_active", "%"}, {"auditlogin_t_old", "%"}, {"auditlogin_t_never", "localhost"},
+	}
+	for _, u := range users {
+		db.ExecContext(ctx, fmt.Sprintf("DROP USER IF EXISTS '%s'@'%s'", u.user, u.host))
+		if _, err := db.ExecContext(ctx, fmt.Sprintf("CREATE USER '%s'@'%s' IDENTIFIED BY 'pw-%s'", u.user, u.host, u.user)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer func() {
+		for _, u := range users {
+			db.ExecContext(ctx, fmt.Sprintf("DROP USER IF EXISTS '%s'@'%s'", u.user, u.host))
+		}
+	}()
+	// Real logins: the connection ids go into the records.
+	login := func(user string) int64 {
+		cfg := mysql.NewConfig()
+		cfg.User, cfg.Passwd, cfg.Net, cfg.Addr = user, "pw-"+user, "tcp", "127.0.0.1:3306"
+		udb := sql.OpenDB(mustConnector(t, cfg))
+		defer udb.Close()
+		var id int64
+		if err := udb.QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&id); err != nil {
+			t.Fatalf("login as %s: %v", user, err)
+		}
+		return id
+	}
+	now := time.Now().UTC()
+	activeID, oldID := login("auditlogin_t_active"), login("auditlogin_t_old")
+	rec := func(ts time.Time, thread int64, user string) string {
+		return fmt.Sprintf(`{"ts":"%s","type":"successful_login","myhost":"vm","thread":"%d","user":"%s","priv_user":"%s","host":"localhost","ip":"127.0.0.1"}`+"\n",
+			ts.Format("2006-01-02 15:04:05"), thread, user, user)
+	}
+	logPath := filepath.Join(t.TempDir(), "audit_login.log")
+	os.WriteFile(logPath, []byte(rec(now.Add(-40*24*time.Hour), oldID, "auditlogin_t_old")+rec(now, activeID, "auditlogin_t_active")), 0o644)
+	m := reportJSON(t, "--timezone", "UTC", "--mysql-dsn", "root@tcp(127.0.0.1:3306)/", "--stale-after", "7d", logPath)
+	stale := map[string]any{}
+	for _, s := range m["stale_accounts"].([]any) {
+		s := s.(map[string]any)
+		if strings.HasPrefix(s["user"].(string), "auditlogin_t_") {
+			stale[s["user"].(string)+"@"+s["host"].(string)] = s["last_login"]
+		}
+	}
+	if _, ok := stale["auditlogin_t_active@%"]; ok {
+		t.Errorf("an account that logged in now is reported stale: %v", stale)
+	}
+	if v, ok := stale["auditlogin_t_never@localhost"]; !ok || v != nil {
+		t.Errorf("an account that never logged in must be stale with last_login null: %v", stale)
+	}
+	if v, ok := stale["auditlogin_t_old@%"]; !ok || v == nil {
+		t.Errorf("an account last seen 40 days ago must be stale with its last login: %v", stale)
+	}
+	// root@localhost exists on every server and never logged in here.
+	if _, ok := m["stale_accounts"]; !ok {
+		t.Fatal("no stale_accounts")
+	}
+}
