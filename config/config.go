@@ -89,6 +89,34 @@ type Outputs struct {
 	Stdout *Stdout `koanf:"stdout"`
 	File   *File   `koanf:"file"`
 	Kafka  *Kafka  `koanf:"kafka"`
+	// Elasticsearch is the Elasticsearch output (and what setup installs).
+	Elasticsearch *Elasticsearch `koanf:"elasticsearch"`
+}
+
+// Elasticsearch is the Elasticsearch output.
+type Elasticsearch struct {
+	Hosts         []string          `koanf:"hosts"`
+	Username      string            `koanf:"username"`
+	Password      string            `koanf:"password"`
+	PasswordEnv   string            `koanf:"password_env"`
+	PasswordFile  string            `koanf:"password_file"`
+	APIKey        string            `koanf:"api_key"`
+	APIKeyEnv     string            `koanf:"api_key_env"`
+	APIKeyFile    string            `koanf:"api_key_file"`
+	TLS           *TLS              `koanf:"tls"`
+	Index         string            `koanf:"index"`
+	DataStream    bool              `koanf:"data_stream"`
+	Pipeline      string            `koanf:"pipeline"`
+	BulkMaxEvents int               `koanf:"bulk_max_events"`
+	BulkMaxBytes  ByteSize          `koanf:"bulk_max_bytes"`
+	FlushInterval time.Duration     `koanf:"flush_interval"`
+	Timeout       time.Duration     `koanf:"timeout"`
+	RetryInitial  time.Duration     `koanf:"retry_initial"`
+	RetryMax      time.Duration     `koanf:"retry_max"`
+	Headers       map[string]string `koanf:"headers"`
+	TemplateName  string            `koanf:"template_name"`
+	ILMPolicy     string            `koanf:"ilm_policy"`
+	DeleteAfter   string            `koanf:"ilm_delete_after"`
 }
 
 // Kafka is the Kafka output.
@@ -114,6 +142,7 @@ type Kafka struct {
 // TLS configures a client's TLS; present (even empty: system CAs) = on.
 type TLS struct {
 	CAFile             string `koanf:"ca_file"`
+	CAFingerprint      string `koanf:"ca_fingerprint"` // Elasticsearch: SHA-256 of the server certificate, hex
 	CertFile           string `koanf:"cert_file"`
 	KeyFile            string `koanf:"key_file"`
 	ServerName         string `koanf:"server_name"`
@@ -243,6 +272,38 @@ func (c *Config) fillDerived() {
 		if k.AutoCreateTopic == nil {
 			t := true
 			k.AutoCreateTopic = &t
+		}
+	}
+	if e := c.Outputs.Elasticsearch; e != nil {
+		if e.Index == "" {
+			e.Index = "auditlogin-%{+yyyy.MM.dd}"
+		}
+		if e.BulkMaxEvents == 0 {
+			e.BulkMaxEvents = 1000
+		}
+		if e.BulkMaxBytes == 0 {
+			e.BulkMaxBytes = 5 << 20
+		}
+		if e.FlushInterval == 0 {
+			e.FlushInterval = time.Second
+		}
+		if e.Timeout == 0 {
+			e.Timeout = 30 * time.Second
+		}
+		if e.RetryInitial == 0 {
+			e.RetryInitial = 250 * time.Millisecond
+		}
+		if e.RetryMax == 0 {
+			e.RetryMax = 30 * time.Second
+		}
+		if e.TemplateName == "" {
+			e.TemplateName = "auditlogin"
+		}
+		if e.ILMPolicy == "" {
+			e.ILMPolicy = "auditlogin"
+		}
+		if e.DeleteAfter == "" {
+			e.DeleteAfter = "90d"
 		}
 	}
 	if c.DeadLetter.Path == "" && c.Registry.Path != "" {
@@ -545,8 +606,48 @@ func (c *Config) Validate(knownFormat func(string) bool, formats []string) error
 	if c.Registry.FlushInterval <= 0 {
 		add("registry.flush_interval", "must be a positive duration such as 1s")
 	}
-	if c.Outputs.Stdout == nil && c.Outputs.File == nil && c.Outputs.Kafka == nil {
-		add("outputs", "no output configured (expected at least one of: stdout, file, kafka)")
+	if c.Outputs.Stdout == nil && c.Outputs.File == nil && c.Outputs.Kafka == nil && c.Outputs.Elasticsearch == nil {
+		add("outputs", "no output configured (expected at least one of: stdout, file, kafka, elasticsearch)")
+	}
+	if e := c.Outputs.Elasticsearch; e != nil {
+		if len(e.Hosts) == 0 {
+			add("outputs.elasticsearch.hosts", "at least one URL is required, such as http://es-1:9200")
+		}
+		for i, h := range e.Hosts {
+			if !strings.HasPrefix(h, "http://") && !strings.HasPrefix(h, "https://") {
+				add(fmt.Sprintf("outputs.elasticsearch.hosts[%d]", i), "%q (expected a URL such as https://es-1:9200)", h)
+			}
+		}
+		count := func(v ...string) int {
+			n := 0
+			for _, x := range v {
+				if x != "" {
+					n++
+				}
+			}
+			return n
+		}
+		if count(e.Password, e.PasswordEnv, e.PasswordFile) > 1 {
+			add("outputs.elasticsearch", "set only one of password, password_env, password_file")
+		}
+		if count(e.APIKey, e.APIKeyEnv, e.APIKeyFile) > 1 {
+			add("outputs.elasticsearch", "set only one of api_key, api_key_env, api_key_file")
+		}
+		if e.Username != "" && count(e.APIKey, e.APIKeyEnv, e.APIKeyFile) > 0 {
+			add("outputs.elasticsearch", "set either username/password or an api key, not both")
+		}
+		if e.BulkMaxEvents <= 0 {
+			add("outputs.elasticsearch.bulk_max_events", "must be positive")
+		}
+		if e.RetryMax < e.RetryInitial {
+			add("outputs.elasticsearch.retry_max", "must be at least outputs.elasticsearch.retry_initial")
+		}
+		if e.TLS != nil && (e.TLS.CertFile == "") != (e.TLS.KeyFile == "") {
+			add("outputs.elasticsearch.tls", "cert_file and key_file go together")
+		}
+	}
+	if k := c.Outputs.Kafka; k != nil && k.TLS != nil && k.TLS.CAFingerprint != "" {
+		add("outputs.kafka.tls.ca_fingerprint", "not supported for kafka (use ca_file)")
 	}
 	if k := c.Outputs.Kafka; k != nil {
 		if len(k.Brokers) == 0 {

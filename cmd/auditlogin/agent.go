@@ -17,6 +17,7 @@ import (
 	"github.com/auditlogin/auditlogin/config"
 	"github.com/auditlogin/auditlogin/enrich"
 	"github.com/auditlogin/auditlogin/metrics"
+	"github.com/auditlogin/auditlogin/outputs/elasticsearch"
 	"github.com/auditlogin/auditlogin/outputs/file"
 	"github.com/auditlogin/auditlogin/outputs/kafka"
 	"github.com/auditlogin/auditlogin/outputs/stdout"
@@ -87,7 +88,52 @@ func buildOutputs(cfg config.Config, w io.Writer, log *slog.Logger) ([]auditlogi
 		}
 		outs = append(outs, out)
 	}
+	if e := cfg.Outputs.Elasticsearch; e != nil {
+		out, err := newESOutput(e, log)
+		if err != nil {
+			return fail(err)
+		}
+		outs = append(outs, out)
+	}
 	return outs, nil
+}
+
+// flushInterval is how long a partial batch waits: the pipeline's, or the
+// Elasticsearch output's flush_interval if shorter.
+func flushInterval(cfg config.Config) time.Duration {
+	d := cfg.Pipeline.FlushInterval
+	if e := cfg.Outputs.Elasticsearch; e != nil && e.FlushInterval > 0 && e.FlushInterval < d {
+		d = e.FlushInterval
+	}
+	return d
+}
+
+// newESOutput makes the Elasticsearch output of the config (setup and
+// report use it too, for its client).
+func newESOutput(e *config.Elasticsearch, log *slog.Logger) (*elasticsearch.Output, error) {
+	pass, err := kafka.Secret(e.Password, e.PasswordEnv, e.PasswordFile)
+	if err != nil {
+		return nil, fmt.Errorf("outputs.elasticsearch.%w", err)
+	}
+	key, err := kafka.SecretNamed("api_key", e.APIKey, e.APIKeyEnv, e.APIKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("outputs.elasticsearch.%w", err)
+	}
+	ec := elasticsearch.Config{Hosts: e.Hosts, Username: e.Username, Password: pass, APIKey: key,
+		Index: e.Index, DataStream: e.DataStream, Pipeline: e.Pipeline, BulkMaxEvents: e.BulkMaxEvents,
+		BulkMaxBytes: int(e.BulkMaxBytes), Timeout: e.Timeout, RetryInitial: e.RetryInitial, RetryMax: e.RetryMax,
+		Headers: e.Headers, TemplateName: e.TemplateName}
+	if t := e.TLS; t != nil {
+		ec.CAFile, ec.CAFingerprint, ec.CertFile, ec.KeyFile, ec.InsecureTLS = t.CAFile, t.CAFingerprint, t.CertFile, t.KeyFile, t.InsecureSkipVerify
+		if t.InsecureSkipVerify {
+			log.Warn("outputs.elasticsearch.tls.insecure_skip_verify is on: the cluster's certificate is not checked, anyone in the path can read and change what is shipped")
+		}
+	}
+	o, err := elasticsearch.New(ec)
+	if err != nil {
+		return nil, fmt.Errorf("outputs.elasticsearch.%w", err)
+	}
+	return o, nil
 }
 
 type agentOptions struct {
@@ -234,7 +280,7 @@ func runAgent(ctx context.Context, cfg config.Config, o agentOptions) error {
 	}
 	pipe, err := auditlogin.NewPipeline(auditlogin.PipelineConfig{
 		Outputs: outs, Checkpoint: checkpoint, DeadLetter: dl, Logger: log, Enrich: enrichEvent, OnBatch: onBatch,
-		BatchSize: cfg.Pipeline.BatchSize, FlushInterval: cfg.Pipeline.FlushInterval,
+		BatchSize: cfg.Pipeline.BatchSize, FlushInterval: flushInterval(cfg),
 		MaxInFlight: cfg.Pipeline.MaxInFlight, CommitInterval: cfg.Registry.FlushInterval,
 		ShutdownTimeout: cfg.Pipeline.ShutdownTimeout,
 		RetryInitial:    cfg.Pipeline.RetryInitial, RetryMax: cfg.Pipeline.RetryMax,

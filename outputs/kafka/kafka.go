@@ -219,6 +219,12 @@ func tlsConfig(c *TLS) (*tls.Config, error) {
 // Secret resolves a password given inline, by environment variable or by
 // file (trailing newline dropped). Exactly one source may be set.
 func Secret(inline, env, file string) (string, error) {
+	return SecretNamed("password", inline, env, file)
+}
+
+// SecretNamed is Secret for a secret whose keys are name, name_env and
+// name_file (api_key, api_key_env, api_key_file ...).
+func SecretNamed(name, inline, env, file string) (string, error) {
 	n := 0
 	for _, s := range []string{inline, env, file} {
 		if s != "" {
@@ -227,17 +233,17 @@ func Secret(inline, env, file string) (string, error) {
 	}
 	switch {
 	case n > 1:
-		return "", errors.New("set only one of password, password_env, password_file")
+		return "", fmt.Errorf("set only one of %s, %s_env, %s_file", name, name, name)
 	case env != "":
 		v, ok := os.LookupEnv(env)
 		if !ok {
-			return "", fmt.Errorf("password_env: variable %s is not set", env)
+			return "", fmt.Errorf("%s_env: variable %s is not set", name, env)
 		}
 		return v, nil
 	case file != "":
 		b, err := os.ReadFile(file)
 		if err != nil {
-			return "", fmt.Errorf("password_file: %w", err)
+			return "", fmt.Errorf("%s_file: %w", name, err)
 		}
 		return strings.TrimRight(string(b), "\r\n"), nil
 	}

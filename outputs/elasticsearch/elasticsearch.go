@@ -1,0 +1,403 @@
+// Package elasticsearch is the Elasticsearch output: bulk requests of
+// `create` actions whose _id is the event id, so that a replayed event (after
+// kill -9, a retry, a restart) is refused with 409 and the index holds each
+// event exactly once. Per-item results are read from every bulk response:
+// 429 and 5xx items are retried alone; mapping and other 4xx errors are
+// permanent (dead-lettered with the item's error). It uses go-elasticsearch's
+// esapi and elastic-transport-go only: not the typed API, whose build takes
+// minutes.
+package elasticsearch
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/elastic/elastic-transport-go/v8/elastictransport"
+	"github.com/elastic/go-elasticsearch/v8/esapi"
+
+	"github.com/auditlogin/auditlogin"
+)
+
+// DefaultIndex is a daily index from the event's own @timestamp (UTC), so a
+// replayed event always lands in the index that already holds it.
+const DefaultIndex = "auditlogin-%{+yyyy.MM.dd}"
+
+// Config configures the output. Zero values take the defaults noted.
+type Config struct {
+	Hosts          []string // http(s)://host:port[/base path]
+	Username       string
+	Password       string // resolved by the caller from password/password_env/password_file
+	APIKey         string // base64 "id:key", resolved likewise
+	CAFile         string
+	CAFingerprint  string // SHA-256 of the server's certificate, hex
+	CertFile       string
+	KeyFile        string
+	InsecureTLS    bool
+	Index          string // DefaultIndex; %{+yyyy.MM.dd} is the event's date, ${field} an event field
+	DataStream     bool   // Index names a data stream (no date; see docs for the dedup caveat)
+	Pipeline       string // ingest pipeline
+	BulkMaxEvents  int    // events per bulk request (1000)
+	BulkMaxBytes   int    // bytes per bulk request (5 MiB)
+	Timeout        time.Duration
+	RetryInitial   time.Duration
+	RetryMax       time.Duration
+	Headers        map[string]string // extra HTTP headers on every request
+	TemplateName   string            // checked by Check ("auditlogin")
+	CompressBodies bool
+}
+
+// Output is the Elasticsearch output.
+type Output struct {
+	cfg   Config
+	tp    *elastictransport.Client
+	index *indexTemplate
+}
+
+// New checks cfg and returns an Output (no request is made).
+func New(cfg Config) (*Output, error) {
+	if len(cfg.Hosts) == 0 {
+		return nil, errors.New("hosts: at least one URL is required")
+	}
+	if cfg.Index == "" {
+		cfg.Index = DefaultIndex
+	}
+	if cfg.BulkMaxEvents <= 0 {
+		cfg.BulkMaxEvents = 1000
+	}
+	if cfg.BulkMaxBytes <= 0 {
+		cfg.BulkMaxBytes = 5 << 20
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.TemplateName == "" {
+		cfg.TemplateName = "auditlogin"
+	}
+	it, err := parseIndex(cfg.Index)
+	if err != nil {
+		return nil, fmt.Errorf("index: %w", err)
+	}
+	if cfg.DataStream && it.dated {
+		return nil, errors.New("index: a data stream name has no date in it (data_stream: true)")
+	}
+	var urls []*url.URL
+	for _, h := range cfg.Hosts {
+		u, err := url.Parse(h)
+		if err != nil || u.Scheme == "" || u.Host == "" {
+			return nil, fmt.Errorf("hosts: %q is not a URL such as http://es-1:9200", h)
+		}
+		urls = append(urls, u)
+	}
+	if cfg.Username != "" && cfg.APIKey != "" {
+		return nil, errors.New("set either username/password or api_key, not both")
+	}
+	httpTr := http.DefaultTransport.(*http.Transport).Clone()
+	httpTr.ResponseHeaderTimeout = cfg.Timeout
+	tc := &tls.Config{InsecureSkipVerify: cfg.InsecureTLS, MinVersion: tls.VersionTLS12}
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls.ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls.ca_file: %s holds no PEM certificate", cfg.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if cfg.CertFile != "" || cfg.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls.cert_file/key_file: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	httpTr.TLSClientConfig = tc
+	hdr := http.Header{}
+	for k, v := range cfg.Headers {
+		hdr.Set(k, v)
+	}
+	tp, err := elastictransport.New(elastictransport.Config{
+		URLs: urls, Username: cfg.Username, Password: cfg.Password, APIKey: cfg.APIKey,
+		CertificateFingerprint: strings.ToLower(strings.ReplaceAll(cfg.CAFingerprint, ":", "")),
+		Header:                 hdr, Transport: httpTr, DisableRetry: true, // the pipeline retries, with backoff and per item
+		CompressRequestBody: cfg.CompressBodies, UserAgent: "auditlogin",
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Output{cfg: cfg, tp: tp, index: it}, nil
+}
+
+// Name implements auditlogin.Output.
+func (o *Output) Name() string { return "elasticsearch" }
+
+// RetryBackoff implements auditlogin.Retrier.
+func (o *Output) RetryBackoff() (time.Duration, time.Duration) { return o.cfg.RetryInitial, o.cfg.RetryMax }
+
+// Close implements auditlogin.Output.
+func (o *Output) Close() error { return nil }
+
+// indexTemplate renders index names: literal text, %{+DATE} (Joda-style
+// yyyy, MM, dd, HH of @timestamp in UTC) and ${field}.
+type indexTemplate struct {
+	parts []indexPart
+	dated bool
+}
+
+type indexPart struct {
+	lit, date, field string
+}
+
+var indexToken = regexp.MustCompile(`%\{\+([^}]+)\}|\$\{([a-z_.A-Z0-9]+)\}`)
+
+func parseIndex(s string) (*indexTemplate, error) {
+	it := &indexTemplate{}
+	last := 0
+	for _, m := range indexToken.FindAllStringSubmatchIndex(s, -1) {
+		it.parts = append(it.parts, indexPart{lit: s[last:m[0]]})
+		switch {
+		case m[2] >= 0:
+			layout := strings.NewReplacer("yyyy", "2006", "MM", "01", "dd", "02", "HH", "15").Replace(s[m[2]:m[3]])
+			it.parts = append(it.parts, indexPart{date: layout})
+			it.dated = true
+		default:
+			f := s[m[4]:m[5]]
+			if !auditlogin.ValidField(f) {
+				return nil, fmt.Errorf("unknown field ${%s}", f)
+			}
+			it.parts = append(it.parts, indexPart{field: f})
+		}
+		last = m[1]
+	}
+	it.parts = append(it.parts, indexPart{lit: s[last:]})
+	name := it.render(&auditlogin.Event{Timestamp: time.Now()})
+	if name == "" || strings.ToLower(name) != name || strings.ContainsAny(name, `\/*?"<>| ,#:`) || strings.HasPrefix(name, "_") || strings.HasPrefix(name, "-") {
+		return nil, fmt.Errorf("%q makes index names Elasticsearch refuses (lower case, no \\ / * ? \" < > | space , # :)", s)
+	}
+	return it, nil
+}
+
+var invalidIndexChars = regexp.MustCompile(`[^a-z0-9._+-]`)
+
+func (it *indexTemplate) render(ev *auditlogin.Event) string {
+	var b strings.Builder
+	for _, p := range it.parts {
+		switch {
+		case p.date != "":
+			b.WriteString(ev.Timestamp.UTC().Format(p.date))
+		case p.field != "":
+			v, _ := ev.Field(p.field)
+			v = invalidIndexChars.ReplaceAllString(strings.ToLower(v), "_")
+			if v == "" {
+				v = "_"
+			}
+			b.WriteString(v)
+		default:
+			b.WriteString(p.lit)
+		}
+	}
+	return b.String()
+}
+
+// IndexFor returns the index (or data stream) an event goes to.
+func (o *Output) IndexFor(ev *auditlogin.Event) string { return o.index.render(ev) }
+
+type bulkResponse struct {
+	Errors bool                          `json:"errors"`
+	Items  []map[string]bulkItemResponse `json:"items"`
+}
+
+type bulkItemResponse struct {
+	Status int `json:"status"`
+	Error  *struct {
+		Type   string `json:"type"`
+		Reason string `json:"reason"`
+	} `json:"error"`
+}
+
+// Write implements auditlogin.Output: the batch goes in bulk requests of at
+// most BulkMaxEvents and BulkMaxBytes.
+func (o *Output) Write(ctx context.Context, batch []*auditlogin.Event) error {
+	var failed []auditlogin.ItemError
+	start := 0
+	for start < len(batch) {
+		end, size := start, 0
+		for end < len(batch) && end-start < o.cfg.BulkMaxEvents {
+			n := len(batch[end].Encoded) + 160
+			if end > start && size+n > o.cfg.BulkMaxBytes {
+				break
+			}
+			size += n
+			end++
+		}
+		f, err := o.bulk(ctx, batch[start:end], start)
+		if err != nil {
+			if len(failed) == 0 && start == 0 && end == len(batch) {
+				return err // the whole batch: the pipeline retries it
+			}
+			for i := start; i < end; i++ {
+				failed = append(failed, auditlogin.ItemError{Index: i, Err: err})
+			}
+		}
+		failed = append(failed, f...)
+		start = end
+	}
+	if len(failed) > 0 {
+		return &auditlogin.PartialError{Failed: failed}
+	}
+	return nil
+}
+
+// bulk sends one bulk request; item errors are returned with their index in
+// the batch (offset + position); a returned error is the whole request's.
+func (o *Output) bulk(ctx context.Context, evs []*auditlogin.Event, offset int) ([]auditlogin.ItemError, error) {
+	var body bytes.Buffer
+	body.Grow(len(evs) * 512)
+	for _, ev := range evs {
+		body.WriteString(`{"create":{"_index":`)
+		body.Write(auditlogin.AppendJSONString(nil, o.IndexFor(ev)))
+		body.WriteString(`,"_id":`)
+		body.Write(auditlogin.AppendJSONString(nil, ev.ID))
+		body.WriteString("}}\n")
+		body.Write(ev.Encoded)
+		body.WriteByte('\n')
+	}
+	req := esapi.BulkRequest{Body: &body, Pipeline: o.cfg.Pipeline}
+	ctx, cancel := context.WithTimeout(ctx, o.cfg.Timeout)
+	defer cancel()
+	res, err := req.Do(ctx, o.tp)
+	if err != nil {
+		return nil, fmt.Errorf("bulk request: %w", err)
+	}
+	defer res.Body.Close()
+	data, err := io.ReadAll(res.Body)
+	if err != nil {
+		return nil, fmt.Errorf("reading bulk response: %w", err)
+	}
+	switch {
+	case res.StatusCode == http.StatusRequestEntityTooLarge && len(evs) > 1:
+		// Too large for the cluster's http.max_content_length: halve.
+		half := len(evs) / 2
+		a, errA := o.bulk(ctx, evs[:half], offset)
+		if errA != nil {
+			return nil, errA
+		}
+		b, errB := o.bulk(ctx, evs[half:], offset+half)
+		if errB != nil {
+			return nil, errB
+		}
+		return append(a, b...), nil
+	case res.StatusCode == http.StatusRequestEntityTooLarge:
+		return []auditlogin.ItemError{{Index: offset, Err: auditlogin.Permanent(errors.New("event larger than the cluster accepts (413)"))}}, nil
+	case res.StatusCode >= 300:
+		return nil, fmt.Errorf("bulk request refused: %s: %s", res.Status(), truncate(data, 300))
+	}
+	var br bulkResponse
+	if !bytes.Contains(data, []byte(`"errors":true`)) {
+		return nil, nil // every item created
+	}
+	if err := json.Unmarshal(data, &br); err != nil {
+		return nil, fmt.Errorf("bulk response is not JSON: %v", err)
+	}
+	if len(br.Items) != len(evs) {
+		return nil, fmt.Errorf("bulk response has %d items for %d actions", len(br.Items), len(evs))
+	}
+	var failed []auditlogin.ItemError
+	for i, item := range br.Items {
+		var r bulkItemResponse
+		for _, v := range item {
+			r = v
+		}
+		switch {
+		case r.Status >= 200 && r.Status < 300:
+		case r.Status == http.StatusConflict:
+			// Already there: the same id was created before (a replay).
+		case r.Status == http.StatusTooManyRequests || r.Status >= 500:
+			failed = append(failed, auditlogin.ItemError{Index: offset + i, Err: fmt.Errorf("item %d: %d %s", i, r.Status, itemReason(r))})
+		default:
+			failed = append(failed, auditlogin.ItemError{Index: offset + i, Err: auditlogin.Permanent(
+				fmt.Errorf("elasticsearch refused the event (%d): %s", r.Status, itemReason(r)))})
+		}
+	}
+	return failed, nil
+}
+
+func itemReason(r bulkItemResponse) string {
+	if r.Error == nil {
+		return "no reason given"
+	}
+	return r.Error.Type + ": " + r.Error.Reason
+}
+
+func truncate(b []byte, n int) string {
+	if len(b) > n {
+		return string(b[:n]) + "..."
+	}
+	return string(b)
+}
+
+// Check implements auditlogin.Checker: reachability, version, auth, and
+// whether the index template exists.
+func (o *Output) Check(ctx context.Context) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, o.cfg.Timeout)
+	defer cancel()
+	res, err := esapi.InfoRequest{}.Do(ctx, o.tp)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach %s: %w", strings.Join(o.cfg.Hosts, ", "), err)
+	}
+	data, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	switch {
+	case res.StatusCode == 401 || res.StatusCode == 403:
+		return nil, fmt.Errorf("authentication refused (%s): check username/password or api_key", res.Status())
+	case res.StatusCode >= 300:
+		return nil, fmt.Errorf("%s answered %s: %s", strings.Join(o.cfg.Hosts, ", "), res.Status(), truncate(data, 200))
+	}
+	var info struct {
+		ClusterName string `json:"cluster_name"`
+		Version     struct {
+			Number string `json:"number"`
+		} `json:"version"`
+	}
+	json.Unmarshal(data, &info)
+	var report []string
+	product := res.Header.Get("X-Elastic-Product")
+	if product != "Elasticsearch" {
+		report = append(report, fmt.Sprintf("the server does not say it is Elasticsearch (no X-Elastic-Product header): bulk ingestion may still work (%s)", truncate(data, 80)))
+	}
+	auth := "no authentication"
+	switch {
+	case o.cfg.APIKey != "":
+		auth = "API key accepted"
+	case o.cfg.Username != "":
+		auth = "user " + o.cfg.Username + " accepted"
+	}
+	report = append(report, fmt.Sprintf("reached cluster %q, Elasticsearch %s (%s)", info.ClusterName, info.Version.Number, auth))
+	tres, err := esapi.IndicesExistsIndexTemplateRequest{Name: o.cfg.TemplateName}.Do(ctx, o.tp)
+	if err != nil {
+		return report, fmt.Errorf("checking the index template: %w", err)
+	}
+	tres.Body.Close()
+	if tres.StatusCode == 200 {
+		report = append(report, fmt.Sprintf("index template %s is installed", o.cfg.TemplateName))
+	} else {
+		report = append(report, fmt.Sprintf("index template %s is not installed: run auditlogin setup (fields would get dynamic mappings: ip as text, not ip)", o.cfg.TemplateName))
+	}
+	return report, nil
+}
+
+// Transport gives setup and report the configured client.
+func (o *Output) Transport() esapi.Transport { return o.tp }

@@ -1,0 +1,231 @@
+package elasticsearch
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/auditlogin/auditlogin"
+	"github.com/auditlogin/auditlogin/outputs/elasticsearch/estest"
+	"github.com/auditlogin/auditlogin/outputs/outputtest"
+)
+
+func newOutput(t *testing.T, cfg Config) *Output {
+	t.Helper()
+	o, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+func TestConformance(t *testing.T) {
+	var s *estest.Server
+	outputtest.Run(t, outputtest.Harness{
+		New: func(t *testing.T) auditlogin.Output {
+			s = estest.New()
+			t.Cleanup(s.Close)
+			return newOutput(t, Config{Hosts: []string{s.URL}})
+		},
+		ReadBack: func(t *testing.T, want int) [][]byte {
+			docs := s.Docs("auditlogin-*")
+			var out [][]byte
+			for _, d := range docs {
+				out = append(out, d)
+			}
+			sort.Slice(out, func(i, j int) bool {
+				var a, b struct {
+					Log struct{ Offset int64 } `json:"log"`
+				}
+				json.Unmarshal(out[i], &a)
+				json.Unmarshal(out[j], &b)
+				return a.Log.Offset < b.Log.Offset
+			})
+			return out
+		},
+	})
+}
+
+// A replay (after kill -9, a retry, a restart) creates nothing twice: 409
+// counts as delivered.
+func TestReplayIsExactlyOnce(t *testing.T) {
+	s := estest.New()
+	defer s.Close()
+	o := newOutput(t, Config{Hosts: []string{s.URL}})
+	evs := outputtest.Events(100, "once")
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		if err := o.Write(ctx, evs); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	if n := s.Count("auditlogin-*"); n != 100 {
+		t.Fatalf("index holds %d documents after three writes of 100, want 100", n)
+	}
+	for _, ev := range evs {
+		if string(s.Docs("auditlogin-*")[ev.ID]) != string(ev.Encoded) {
+			t.Fatalf("document %s differs from the event", ev.ID)
+		}
+	}
+}
+
+func TestPerItemResults(t *testing.T) {
+	s := estest.New()
+	defer s.Close()
+	evs := outputtest.Events(50, "items")
+	var mu sync.Mutex
+	tries := map[string]int{}
+	s.Lock()
+	s.ItemFault = func(index, id string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		tries[id]++
+		switch id {
+		case evs[3].ID, evs[17].ID:
+			if tries[id] == 1 {
+				return 429
+			}
+		case evs[9].ID:
+			if tries[id] == 1 {
+				return 503
+			}
+		case evs[30].ID:
+			return 400 // a mapping error: never retried
+		}
+		return 0
+	}
+	s.Unlock()
+	o := newOutput(t, Config{Hosts: []string{s.URL}})
+	err := o.Write(context.Background(), evs)
+	var pe *auditlogin.PartialError
+	if !errors.As(err, &pe) || len(pe.Failed) != 4 {
+		t.Fatalf("want 4 failed items, got %v", err)
+	}
+	var retry []*auditlogin.Event
+	for _, f := range pe.Failed {
+		permanent := errors.Is(f.Err, auditlogin.ErrPermanent)
+		if permanent != (f.Index == 30) {
+			t.Errorf("item %d permanent=%v: %v", f.Index, permanent, f.Err)
+		}
+		if f.Index == 30 && !strings.Contains(f.Err.Error(), "failed to parse field [ip]") {
+			t.Errorf("the item's error is not kept: %v", f.Err)
+		}
+		if !permanent {
+			retry = append(retry, evs[f.Index])
+		}
+	}
+	if err := o.Write(context.Background(), retry); err != nil {
+		t.Fatalf("retry of the 429/5xx items: %v", err)
+	}
+	if n := s.Count("auditlogin-*"); n != 49 {
+		t.Fatalf("index holds %d, want 49 (all but the refused one)", n)
+	}
+	for _, ev := range evs {
+		if ev != evs[30] && tries[ev.ID] > 2 {
+			t.Errorf("%s sent %d times: only failed items are retried", ev.ID, tries[ev.ID])
+		}
+	}
+}
+
+func TestWholeRequestFailureIsTransient(t *testing.T) {
+	s := estest.New()
+	defer s.Close()
+	o := newOutput(t, Config{Hosts: []string{s.URL}})
+	s.Lock()
+	s.Down = true
+	s.Unlock()
+	err := o.Write(context.Background(), outputtest.Events(5, "down"))
+	if err == nil || errors.Is(err, auditlogin.ErrPermanent) {
+		t.Fatalf("want a transient error while the cluster is down, got %v", err)
+	}
+	s.Lock()
+	s.Down = false
+	s.Unlock()
+	if err := o.Write(context.Background(), outputtest.Events(5, "down")); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if err := o.Write(context.Background(), outputtest.Events(5, "gone")); err == nil || errors.Is(err, auditlogin.ErrPermanent) {
+		t.Fatalf("connection refused must be transient: %v", err)
+	}
+}
+
+func TestBulkLimitsAndIndexNames(t *testing.T) {
+	s := estest.New()
+	defer s.Close()
+	o := newOutput(t, Config{Hosts: []string{s.URL}, BulkMaxEvents: 7})
+	evs := outputtest.Events(50, "lim")
+	evs[49].Timestamp = time.Date(2026, 11, 26, 0, 0, 1, 0, time.UTC)
+	if err := o.Write(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+	if b := s.Bulks(); b != 8 {
+		t.Errorf("%d bulk requests for 50 events at 7 a request, want 8", b)
+	}
+	if ix := s.Indices(); strings.Join(ix, ",") != "auditlogin-2026.11.25,auditlogin-2026.11.26" {
+		t.Errorf("daily indices from the events' own time: %v", ix)
+	}
+	o2 := newOutput(t, Config{Hosts: []string{s.URL}, Index: "logins-${myhost}-%{+yyyy.MM}", BulkMaxBytes: 2000})
+	if err := o2.Write(context.Background(), evs[:10]); err != nil {
+		t.Fatal(err)
+	}
+	if s.Count("logins-db-test-2026.11") != 10 {
+		t.Errorf("templated index: %v", s.Indices())
+	}
+	for _, bad := range []string{"Upper-Case", "a/b", "_x", "logins-${nope}"} {
+		if _, err := New(Config{Hosts: []string{s.URL}, Index: bad}); err == nil {
+			t.Errorf("index %q accepted", bad)
+		}
+	}
+	if _, err := New(Config{Hosts: []string{s.URL}, Index: DefaultIndex, DataStream: true}); err == nil {
+		t.Error("a dated data stream name accepted")
+	}
+}
+
+func TestAuthTLSAndCheck(t *testing.T) {
+	s := estest.NewTLS()
+	defer s.Close()
+	s.Lock()
+	s.Username, s.Password, s.APIKey = "shipper", "s3cret", "aWQ6a2V5"
+	s.Unlock()
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.Certificate().Raw}), 0o644)
+	sum := sha256.Sum256(s.Certificate().Raw)
+	ctx := context.Background()
+	for name, cfg := range map[string]Config{
+		"basic auth, CA file":       {Hosts: []string{s.URL}, Username: "shipper", Password: "s3cret", CAFile: caFile},
+		"api key, CA fingerprint":   {Hosts: []string{s.URL}, APIKey: "aWQ6a2V5", CAFingerprint: hex.EncodeToString(sum[:])},
+		"insecure (warned by main)": {Hosts: []string{s.URL}, APIKey: "aWQ6a2V5", InsecureTLS: true},
+	} {
+		o := newOutput(t, cfg)
+		rep, err := o.Check(ctx)
+		if err != nil || !strings.Contains(strings.Join(rep, "\n"), "Elasticsearch 8.19.0") ||
+			!strings.Contains(strings.Join(rep, "\n"), "index template auditlogin is not installed") {
+			t.Fatalf("%s: check %v %v", name, rep, err)
+		}
+		if err := o.Write(ctx, outputtest.Events(3, name)); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	bad := newOutput(t, Config{Hosts: []string{s.URL}, Username: "shipper", Password: "wrong", CAFile: caFile})
+	if _, err := bad.Check(ctx); err == nil || !strings.Contains(err.Error(), "authentication refused") || strings.Contains(err.Error(), "wrong") {
+		t.Fatalf("wrong password: %v", err)
+	}
+	if err := bad.Write(ctx, outputtest.Events(1, "x")); err == nil || errors.Is(err, auditlogin.ErrPermanent) {
+		t.Fatalf("401 on write must be transient (nothing lost while credentials are fixed): %v", err)
+	}
+	noCA := newOutput(t, Config{Hosts: []string{s.URL}, APIKey: "aWQ6a2V5"})
+	if _, err := noCA.Check(ctx); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("unknown CA: %v", err)
+	}
+}
