@@ -92,7 +92,7 @@ func TestRemoteRoot(t *testing.T) {
 		ev     *auditlogin.Event
 		remote bool
 	}{
-		{mk("localhost", "", false), false},  // socket
+		{mk("localhost", "", false), false}, // socket
 		{mk("localhost", "127.0.0.1", true), false},
 		{mk("localhost", "::1", true), false},
 		{mk("db-admin", "10.0.0.9", true), true},

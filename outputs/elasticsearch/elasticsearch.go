@@ -145,7 +145,9 @@ func New(cfg Config) (*Output, error) {
 func (o *Output) Name() string { return "elasticsearch" }
 
 // RetryBackoff implements auditlogin.Retrier.
-func (o *Output) RetryBackoff() (time.Duration, time.Duration) { return o.cfg.RetryInitial, o.cfg.RetryMax }
+func (o *Output) RetryBackoff() (time.Duration, time.Duration) {
+	return o.cfg.RetryInitial, o.cfg.RetryMax
+}
 
 // Close implements auditlogin.Output.
 func (o *Output) Close() error { return nil }
