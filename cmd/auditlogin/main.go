@@ -73,6 +73,9 @@ Usage:
   auditlogin report  [--format text|json|csv|markdown|html] [--stale-after 7d]
                      [--accounts FILE | --mysql-dsn DSN] [FILE...]
                                                  who logs in, from where, how often; probes, root, stale accounts
+  auditlogin setup   [--config FILE] [--kibana URL] [--export-kibana FILE]
+                                                 install the Elasticsearch index template and ILM policy,
+                                                 and the Kibana data view and dashboard (idempotent)
   auditlogin version                             print the version
 
 Without --config, run and check use $AUDITLOGIN_CONFIG, then ./auditlogin.yaml, then
@@ -106,6 +109,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdParse(rest, stdin, stdout, stderr)
 	case "report":
 		return cmdReport(rest, stdin, stdout, stderr)
+	case "setup":
+		return cmdSetup(rest, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "auditlogin %s (%s, %s/%s)\n", Version(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return exitOK

@@ -49,6 +49,9 @@ func cmdReport(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	dsn := fs.String("mysql-dsn", "", "read the accounts from mysql.user on this server (e.g. root:pass@tcp(127.0.0.1:3306)/)")
 	topN := fs.Int("top", 20, "rows of the top lists")
 	out := fs.String("o", "", "write the report to this file instead of stdout")
+	esURL := fs.String("es", "", "read from Elasticsearch at this URL (aggregations, no scan) instead of files; user:password@ in the URL for basic auth")
+	esIndex := fs.String("index", "auditlogin-*", "with --es: the index pattern")
+	esKeyEnv := fs.String("es-api-key-env", "", "with --es: the environment variable holding an API key")
 	fs.Usage = func() { fmt.Fprint(stderr, reportUsage); fs.PrintDefaults() }
 	if err := fs.Parse(args); err != nil {
 		return exitConfig
@@ -92,17 +95,31 @@ func cmdReport(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		opt.Accounts = append(opt.Accounts, accs...)
 	}
-	agg := report.New(opt)
-	files := fs.Args()
-	if len(files) == 0 {
-		files = []string{"-"}
-	}
+	var rep *report.Report
 	status := exitOK
-	for _, name := range files {
-		if err := readEvents(name, stdin, stderr, *input, parser.Options{Location: loc}, agg); err != nil {
-			fmt.Fprintf(stderr, "auditlogin report: %s: %v\n", name, err)
-			status = exitFail
+	if *esURL != "" {
+		if fs.NArg() > 0 {
+			return fail("--es reads from Elasticsearch: give no files")
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if rep, err = esReport(ctx, *esURL, *esIndex, *esKeyEnv, opt); err != nil {
+			fmt.Fprintf(stderr, "auditlogin report: %v\n", err)
+			return exitFail
+		}
+	} else {
+		agg := report.New(opt)
+		files := fs.Args()
+		if len(files) == 0 {
+			files = []string{"-"}
+		}
+		for _, name := range files {
+			if err := readEvents(name, stdin, stderr, *input, parser.Options{Location: loc}, agg); err != nil {
+				fmt.Fprintf(stderr, "auditlogin report: %s: %v\n", name, err)
+				status = exitFail
+			}
+		}
+		rep = agg.Report()
 	}
 	w := stdout
 	if *out != "" {
@@ -114,7 +131,7 @@ func cmdReport(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		w = f
 	}
 	bw := bufio.NewWriter(w)
-	if err := report.Render(bw, agg.Report(), *format); err != nil {
+	if err := report.Render(bw, rep, *format); err != nil {
 		fmt.Fprintf(stderr, "auditlogin report: %v\n", err)
 		return exitFail
 	}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/auditlogin/auditlogin/outputs/elasticsearch/estest"
 )
 
 // reportJSON runs `auditlogin report --format json` and decodes the contract.
@@ -173,5 +175,34 @@ func TestReportStaleAccountsFromMariaDB(t *testing.T) {
 	// root@localhost exists on every server and never logged in here.
 	if _, ok := m["stale_accounts"]; !ok {
 		t.Fatal("no stale_accounts")
+	}
+}
+
+// The same events, shipped to Elasticsearch, give the same report through
+// --es (aggregations) as from the file.
+func TestReportFromElasticsearchMatchesTheFile(t *testing.T) {
+	es := estest.New()
+	defer es.Close()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`
+inputs: [{paths: ["../../examples/audit_login.log"], timezone: UTC}]
+registry: {path: %q}
+outputs: {elasticsearch: {hosts: [%q]}}
+log: {level: error}
+`, filepath.Join(dir, "r.json"), es.URL)), 0o644)
+	if code, _, errs := runCmd(t, "", "run", "--once", "--config", cfg); code != 0 {
+		t.Fatalf("run: %s", errs)
+	}
+	accounts := filepath.Join(dir, "accounts")
+	os.WriteFile(accounts, []byte("web_user@%\nbackup_user@web-32\nroot@localhost\nghost@%\n"), 0o644)
+	fromFile := reportJSON(t, "--timezone", "UTC", "--accounts", accounts, "../../examples/audit_login.log")
+	fromES := reportJSON(t, "--es", es.URL, "--index", "auditlogin-*", "--accounts", accounts)
+	for _, k := range []string{"totals", "servers", "hours", "top_sources", "root_logins", "probes", "accounts", "failed_by_account", "failed_by_source", "stale_accounts", "from", "until"} {
+		a, _ := json.Marshal(fromFile[k])
+		b, _ := json.Marshal(fromES[k])
+		if string(a) != string(b) {
+			t.Errorf("%s differs:\n file %s\n   es %s", k, a, b)
+		}
 	}
 }
