@@ -40,7 +40,7 @@ func Mappings() map[string]any {
 				"file":   map[string]any{"properties": map[string]any{"path": kw}},
 				"offset": map[string]any{"type": "long"},
 			}},
-			"agent": map[string]any{"properties": map[string]any{"hostname": kw, "version": kw}},
+			"agent":  map[string]any{"properties": map[string]any{"hostname": kw, "version": kw}},
 			"fields": map[string]any{"type": "object", "dynamic": true},
 		},
 	}
