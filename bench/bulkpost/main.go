@@ -1,7 +1,8 @@
 // Command bulkpost is the ceiling for bulk ingestion: it turns NDJSON events
 // into bulk bodies of -batch events beforehand, then only POSTs them, one
 // request at a time, as fast as the server answers, and prints events/s.
-//   bulkpost -url http://127.0.0.1:9200 -batch 1000 events.ndjson
+//
+//	bulkpost -url http://127.0.0.1:9200 -batch 1000 events.ndjson
 package main
 
 import (
