@@ -2,11 +2,11 @@ package parser
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/auditlogin/auditlogin"
 )
@@ -261,34 +261,45 @@ func (p *AuditLogin) parsePositional(s string) (*auditlogin.Event, error) {
 	return ev, nil
 }
 
-// parseJSON reads a record written by the escaping plugin: valid JSON, exactly
-// the eight keys in the documented order, all strings.
+// parseJSON reads a record written by the escaping plugin (plugin/): valid
+// JSON, exactly the eight keys in the documented order, all strings. Its
+// escapes are decoded by the plugin's convention: \u0080 to \u00ff stand for
+// the raw byte (valid UTF-8 is never escaped, so they can only come from a
+// byte that was not), every other escape as JSON says.
 func (p *AuditLogin) parseJSON(b []byte) (*auditlogin.Event, bool) {
-	if !json.Valid(b) {
-		return nil, false
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil, false
-	}
 	keys := [...]string{"ts", "type", "myhost", "thread", "user", "priv_user", "host", "ip"}
 	var vals [8]string
-	for i, want := range keys {
-		k, err := dec.Token()
-		if err != nil || k != want {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return nil, false
+	}
+	i++
+	for k, key := range keys {
+		i = skipSpace(b, i)
+		if k > 0 {
+			if i >= len(b) || b[i] != ',' {
+				return nil, false
+			}
+			i = skipSpace(b, i+1)
+		}
+		name, n, ok := decodeJSONString(b[i:])
+		if !ok || name != key {
 			return nil, false
 		}
-		v, err := dec.Token()
-		if err != nil {
+		i = skipSpace(b, i+n)
+		if i >= len(b) || b[i] != ':' {
 			return nil, false
 		}
-		s, ok := v.(string)
+		i = skipSpace(b, i+1)
+		v, n, ok := decodeJSONString(b[i:])
 		if !ok {
 			return nil, false
 		}
-		vals[i] = s
+		vals[k] = v
+		i += n
 	}
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
+	i = skipSpace(b, i)
+	if i >= len(b) || b[i] != '}' || skipSpace(b, i+1) != len(b) {
 		return nil, false
 	}
 	if len(vals[0]) != tsLayoutLen || (vals[1] != auditlogin.TypeSuccess && vals[1] != auditlogin.TypeFailed) {
@@ -312,6 +323,98 @@ func (p *AuditLogin) parseJSON(b []byte) (*auditlogin.Event, bool) {
 		ev.Tags = append(ev.Tags, auditlogin.TagSuspiciousUser)
 	}
 	return ev, true
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// decodeJSONString decodes the JSON string literal at the start of b,
+// returning its value and the bytes consumed. Raw control characters are
+// refused (JSON forbids them); \u0080..\u00ff become the raw byte (the
+// plugin's convention), other \u escapes UTF-8 (with surrogate pairs).
+func decodeJSONString(b []byte) (string, int, bool) {
+	if len(b) == 0 || b[0] != '"' {
+		return "", 0, false
+	}
+	var out []byte
+	for i := 1; i < len(b); {
+		c := b[i]
+		switch {
+		case c == '"':
+			return string(out), i + 1, true
+		case c < 0x20:
+			return "", 0, false
+		case c != '\\':
+			out = append(out, c)
+			i++
+			continue
+		}
+		if i+1 >= len(b) {
+			return "", 0, false
+		}
+		switch e := b[i+1]; e {
+		case '"', '\\', '/':
+			out = append(out, e)
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			r, ok := hex4(b, i+2)
+			if !ok {
+				return "", 0, false
+			}
+			switch {
+			case r >= 0x80 && r <= 0xff:
+				out = append(out, byte(r))
+			case r >= 0xd800 && r < 0xdc00:
+				lo, ok := hex4(b, i+8)
+				if !ok || i+7 >= len(b) || b[i+6] != '\\' || b[i+7] != 'u' || lo < 0xdc00 || lo > 0xdfff {
+					return "", 0, false
+				}
+				out = utf8.AppendRune(out, 0x10000+(r-0xd800)<<10+(lo-0xdc00))
+				i += 6
+			default:
+				out = utf8.AppendRune(out, r)
+			}
+			i += 4
+		default:
+			return "", 0, false
+		}
+		i += 2
+	}
+	return "", 0, false
+}
+
+func hex4(b []byte, i int) (rune, bool) {
+	if i+4 > len(b) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[i : i+4] {
+		r <<= 4
+		switch {
+		case c >= '0' && c <= '9':
+			r |= rune(c - '0')
+		case c >= 'a' && c <= 'f':
+			r |= rune(c-'a') + 10
+		case c >= 'A' && c <= 'F':
+			r |= rune(c-'A') + 10
+		default:
+			return 0, false
+		}
+	}
+	return r, true
 }
 
 // nullable maps the plugin's "(null)" (printf of a NULL pointer) to null.

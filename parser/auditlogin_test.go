@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/auditlogin/auditlogin"
 )
@@ -343,4 +344,72 @@ func BenchmarkParseAndEncode(b *testing.B) {
 		p.Feed(l, emit)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "lines/s")
+}
+
+// pluginEscape is the escaping of plugin/audit_login.c, in Go: ", \ and
+// control characters escaped, valid UTF-8 as is, any other byte as \u00XX.
+func pluginEscape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case c == '"':
+			b.WriteString(`\"`)
+		case c == '\\':
+			b.WriteString(`\\`)
+		case c == '\n':
+			b.WriteString(`\n`)
+		case c == '\r':
+			b.WriteString(`\r`)
+		case c == '\t':
+			b.WriteString(`\t`)
+		case c < 0x20 || c == 0x7f:
+			fmt.Fprintf(&b, `\u%04x`, c)
+		case c < 0x80:
+			b.WriteByte(c)
+		default:
+			r, n := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError && n <= 1 {
+				fmt.Fprintf(&b, `\u%04x`, c)
+				i++
+				continue
+			}
+			b.WriteString(s[i : i+n])
+			i += n
+			continue
+		}
+		i++
+	}
+	return b.String()
+}
+
+// FuzzEscapingPluginUser: whatever bytes a client sends as user name, the
+// rebuilt plugin's record is one valid JSON line and the parser gives back
+// exactly those bytes.
+func FuzzEscapingPluginUser(f *testing.F) {
+	for _, s := range []string{"app", `a"b`, `\`, "x\ny", "\xff\xfe", "é", "\x00", "\u2028", `","type":"successful_login`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, user string) {
+		rec := fmt.Sprintf(`{"ts":"2026-11-25 10:00:00","type":"failed_login","myhost":"db-1","thread":"7","user":"%s","priv_user":"","host":"(null)","ip":"192.0.2.1"}`+"\n",
+			pluginEscape(user))
+		if strings.Count(rec, "\n") != 1 {
+			t.Fatalf("record spans lines: %q", rec)
+		}
+		if !json.Valid([]byte(strings.TrimSuffix(rec, "\n"))) {
+			t.Fatalf("record is not valid JSON: %q", rec)
+		}
+		recs := feedAll(t, FormatAuditLogin, []byte(rec), time.UTC)
+		if len(recs) != 1 || recs[0].Event == nil {
+			t.Fatalf("%q: %+v", rec, recs)
+		}
+		e := recs[0].Event
+		want := auditlogin.Str(user)
+		if user == "(null)" {
+			want = auditlogin.Null
+		}
+		if e.User != want || e.IP.S != "192.0.2.1" || e.Host.Valid || e.Thread != "7" {
+			t.Fatalf("%q parsed as user %q (want %q)", rec, e.User.S, user)
+		}
+	})
 }

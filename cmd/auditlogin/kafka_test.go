@@ -79,6 +79,7 @@ inputs:
 registry: {path: %q}
 outputs:
   kafka: {brokers: [%q], topic: mysql-logins, compression: lz4}
+enrich: {enabled: false}  # compared with parse, which does not enrich
 `, big, sample, filepath.Join(dir, "registry.json"), c.ListenAddrs()[0])), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,367 @@
+/*
+  audit_login: a MariaDB audit plugin that writes every login and login
+  attempt to a log file, one JSON object per line, in the format of the
+  original audit_login plugin (Outbrain, 2013), so that every consumer of
+  that format keeps working:
+
+    {"ts":"2026-11-25 10:00:00","type":"successful_login","myhost":"db-1",
+     "thread":"42","user":"app","priv_user":"app","host":"web-1","ip":"10.0.0.7"}
+
+  Unlike the original, every string is JSON-escaped, so each line is valid
+  JSON and nothing a client sends (a user name is chosen by the client) can
+  forge a field or a line:
+    - " and \ are escaped as \" and \\;
+    - control characters as \b \f \n \r \t or \u00XX;
+    - valid UTF-8 is written as is;
+    - a byte that is not part of valid UTF-8 is written as \u00XX with XX
+      from 80 to ff. Since valid UTF-8 is never escaped, such an escape can
+      only stand for that raw byte: auditlogin reads it back as the byte.
+  A NULL string is written as the literal (null), as the original did.
+
+  One write() per record on a descriptor opened with O_APPEND, so records of
+  concurrent logins never interleave. SET GLOBAL audit_login_reopen=ON
+  reopens the file (rename it first: logrotate "create" then works; no
+  copytruncate needed), and so does changing audit_login_file.
+
+  System variables: audit_login_enabled, audit_login_skip_users (comma
+  separated), audit_login_file, audit_login_reopen.
+  Status variables: Audit_login_records_written, Audit_login_write_errors,
+  Audit_login_successful_logins, Audit_login_failed_logins.
+
+  Released under the GPL (v2), like the original and the server's API.
+*/
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <mysql/plugin.h>
+#include <mysql/plugin_audit.h>
+
+#define MAX_SKIP_USERS 64
+#define HOSTNAME_LEN 256
+
+static char enabled = 1;
+static char *skip_users_value = NULL;
+static char *file_value = NULL;
+static char reopen_value = 0;
+
+static unsigned long long records_written = 0;
+static unsigned long long write_errors = 0;
+static unsigned long long successful_logins = 0;
+static unsigned long long failed_logins = 0;
+
+static pthread_rwlock_t lock = PTHREAD_RWLOCK_INITIALIZER; /* fd and skip list */
+static int fd = -1;
+static char myhost[HOSTNAME_LEN];
+static char skip_buf[1024];
+static char *skip_users[MAX_SKIP_USERS];
+static int num_skip_users = 0;
+
+/* A growable buffer for one record. */
+struct buf {
+  char *p;
+  size_t len, cap;
+  char stack[2048];
+};
+
+static void buf_init(struct buf *b) {
+  b->p = b->stack;
+  b->len = 0;
+  b->cap = sizeof(b->stack);
+}
+
+static int buf_grow(struct buf *b, size_t n) {
+  size_t cap;
+  char *np;
+  if (b->len + n <= b->cap) return 0;
+  cap = b->cap * 2;
+  while (cap < b->len + n) cap *= 2;
+  if (b->p == b->stack) {
+    np = malloc(cap);
+    if (np) memcpy(np, b->p, b->len);
+  } else {
+    np = realloc(b->p, cap);
+  }
+  if (!np) return -1;
+  b->p = np;
+  b->cap = cap;
+  return 0;
+}
+
+static void buf_free(struct buf *b) {
+  if (b->p != b->stack) free(b->p);
+}
+
+static int put(struct buf *b, const char *s, size_t n) {
+  if (buf_grow(b, n)) return -1;
+  memcpy(b->p + b->len, s, n);
+  b->len += n;
+  return 0;
+}
+
+static int puts_(struct buf *b, const char *s) { return put(b, s, strlen(s)); }
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
+static size_t utf8_len(const unsigned char *s, size_t n) {
+  unsigned int c = s[0];
+  size_t need, i;
+  unsigned int cp;
+  if (c < 0x80) return 1;
+  if (c >= 0xc2 && c <= 0xdf) { need = 2; cp = c & 0x1f; }
+  else if (c >= 0xe0 && c <= 0xef) { need = 3; cp = c & 0x0f; }
+  else if (c >= 0xf0 && c <= 0xf4) { need = 4; cp = c & 0x07; }
+  else return 0;
+  if (n < need) return 0;
+  for (i = 1; i < need; i++) {
+    if ((s[i] & 0xc0) != 0x80) return 0;
+    cp = (cp << 6) | (s[i] & 0x3f);
+  }
+  if ((need == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+      (need == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+    return 0; /* overlong, surrogate or out of range */
+  return need;
+}
+
+/* Appends s (n bytes) JSON-escaped as described at the top. */
+static int put_escaped(struct buf *b, const char *s, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  const unsigned char *u = (const unsigned char *) s;
+  size_t i = 0, l;
+  char esc[6] = {'\\', 'u', '0', '0', 0, 0};
+  while (i < n) {
+    unsigned char c = u[i];
+    if (c >= 0x20 && c != '"' && c != '\\' && c < 0x7f) {
+      size_t j = i;
+      while (j < n && u[j] >= 0x20 && u[j] != '"' && u[j] != '\\' && u[j] < 0x7f) j++;
+      if (put(b, s + i, j - i)) return -1;
+      i = j;
+      continue;
+    }
+    if (c == '"') { if (put(b, "\\\"", 2)) return -1; i++; continue; }
+    if (c == '\\') { if (put(b, "\\\\", 2)) return -1; i++; continue; }
+    if (c == '\n') { if (put(b, "\\n", 2)) return -1; i++; continue; }
+    if (c == '\r') { if (put(b, "\\r", 2)) return -1; i++; continue; }
+    if (c == '\t') { if (put(b, "\\t", 2)) return -1; i++; continue; }
+    if (c >= 0x80 && (l = utf8_len(u + i, n - i)) > 0) {
+      if (put(b, s + i, l)) return -1;
+      i += l;
+      continue;
+    }
+    /* other control characters, DEL, and bytes that are not valid UTF-8 */
+    esc[4] = hex[c >> 4];
+    esc[5] = hex[c & 0xf];
+    if (put(b, esc, 6)) return -1;
+    i++;
+  }
+  return 0;
+}
+
+static int put_field(struct buf *b, const char *name, const char *s, size_t n) {
+  if (puts_(b, ",\"") || puts_(b, name) || puts_(b, "\":\"")) return -1;
+  if (s == NULL) {
+    if (puts_(b, "(null)")) return -1;
+  } else if (put_escaped(b, s, n)) {
+    return -1;
+  }
+  return puts_(b, "\"");
+}
+
+/* Parses the comma-separated skip list; the write lock is held. */
+static void parse_skip_users(const char *value) {
+  char *tok, *save = NULL;
+  num_skip_users = 0;
+  if (value == NULL) return;
+  strncpy(skip_buf, value, sizeof(skip_buf) - 1);
+  skip_buf[sizeof(skip_buf) - 1] = 0;
+  for (tok = strtok_r(skip_buf, ",", &save); tok && num_skip_users < MAX_SKIP_USERS; tok = strtok_r(NULL, ",", &save)) {
+    while (*tok == ' ') tok++;
+    if (*tok) skip_users[num_skip_users++] = tok;
+  }
+}
+
+/* Opens (or reopens) the log; the write lock is held. */
+static int open_log(void) {
+  const char *path = (file_value && *file_value) ? file_value : "audit_login.log";
+  int nfd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  if (nfd < 0) {
+    fprintf(stderr, "audit_login: cannot open %s: %s\n", path, strerror(errno));
+    return -1;
+  }
+  if (fd >= 0) close(fd);
+  fd = nfd;
+  return 0;
+}
+
+static void write_record(const struct mysql_event_connection *ev, const char *type) {
+  struct buf b;
+  char ts[32], num[32];
+  struct tm tm;
+  time_t now = time(NULL);
+  int i, skip = 0;
+  ssize_t w;
+
+  pthread_rwlock_rdlock(&lock);
+  for (i = 0; i < num_skip_users; i++) {
+    if (ev->user && strlen(skip_users[i]) == ev->user_length &&
+        memcmp(skip_users[i], ev->user, ev->user_length) == 0) {
+      skip = 1;
+      break;
+    }
+  }
+  if (skip || fd < 0) {
+    pthread_rwlock_unlock(&lock);
+    return;
+  }
+  localtime_r(&now, &tm);
+  strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S", &tm);
+  snprintf(num, sizeof(num), "%lu", ev->thread_id);
+  buf_init(&b);
+  if (puts_(&b, "{\"ts\":\"") || puts_(&b, ts) || puts_(&b, "\",\"type\":\"") || puts_(&b, type) ||
+      puts_(&b, "\"") || put_field(&b, "myhost", myhost, strlen(myhost)) ||
+      puts_(&b, ",\"thread\":\"") || puts_(&b, num) || puts_(&b, "\"") ||
+      put_field(&b, "user", ev->user, ev->user ? ev->user_length : 0) ||
+      put_field(&b, "priv_user", ev->priv_user, ev->priv_user ? ev->priv_user_length : 0) ||
+      put_field(&b, "host", ev->host, ev->host ? ev->host_length : 0) ||
+      put_field(&b, "ip", ev->ip, ev->ip ? ev->ip_length : 0) || puts_(&b, "}\n")) {
+    __atomic_add_fetch(&write_errors, 1, __ATOMIC_RELAXED);
+    pthread_rwlock_unlock(&lock);
+    buf_free(&b);
+    return;
+  }
+  /* One write per record: with O_APPEND, concurrent records never interleave. */
+  w = write(fd, b.p, b.len);
+  pthread_rwlock_unlock(&lock);
+  if (w == (ssize_t) b.len)
+    __atomic_add_fetch(&records_written, 1, __ATOMIC_RELAXED);
+  else
+    __atomic_add_fetch(&write_errors, 1, __ATOMIC_RELAXED);
+  buf_free(&b);
+}
+
+static void audit_login_notify(MYSQL_THD thd, unsigned int event_class, const void *event) {
+  const struct mysql_event_connection *ev = (const struct mysql_event_connection *) event;
+  int failed;
+  (void) thd;
+  if (!enabled || event_class != MYSQL_AUDIT_CONNECTION_CLASS) return;
+  if (ev->event_subclass != MYSQL_AUDIT_CONNECTION_CONNECT &&
+      ev->event_subclass != MYSQL_AUDIT_CONNECTION_CHANGE_USER)
+    return; /* disconnects are not logins */
+  failed = ev->status != 0 || ev->priv_user == NULL || ev->priv_user_length == 0;
+  if (failed)
+    __atomic_add_fetch(&failed_logins, 1, __ATOMIC_RELAXED);
+  else
+    __atomic_add_fetch(&successful_logins, 1, __ATOMIC_RELAXED);
+  write_record(ev, failed ? "failed_login" : "successful_login");
+}
+
+/* String variables point into these buffers: the value the server hands
+   over is only valid during the update (server_audit does the same). */
+static char skip_users_store[1024];
+static char file_store[4096];
+
+static void copy_value(char *dst, size_t size, const void *save) {
+  const char *v = *(const char *const *) save;
+  if (v == NULL) v = "";
+  strncpy(dst, v, size - 1);
+  dst[size - 1] = 0;
+}
+
+static void update_skip_users(MYSQL_THD thd, struct st_mysql_sys_var *var, void *var_ptr, const void *save) {
+  (void) thd; (void) var;
+  pthread_rwlock_wrlock(&lock);
+  copy_value(skip_users_store, sizeof(skip_users_store), save);
+  *(char **) var_ptr = skip_users_store;
+  parse_skip_users(skip_users_store);
+  pthread_rwlock_unlock(&lock);
+}
+
+static void update_file(MYSQL_THD thd, struct st_mysql_sys_var *var, void *var_ptr, const void *save) {
+  (void) thd; (void) var;
+  pthread_rwlock_wrlock(&lock);
+  copy_value(file_store, sizeof(file_store), save);
+  *(char **) var_ptr = file_store;
+  open_log();
+  pthread_rwlock_unlock(&lock);
+}
+
+static void update_reopen(MYSQL_THD thd, struct st_mysql_sys_var *var, void *var_ptr, const void *save) {
+  (void) thd; (void) var;
+  if (*(const char *) save) {
+    pthread_rwlock_wrlock(&lock);
+    open_log();
+    pthread_rwlock_unlock(&lock);
+  }
+  *(char *) var_ptr = 0; /* a trigger, like server_audit_file_rotate_now */
+}
+
+static MYSQL_SYSVAR_BOOL(enabled, enabled, PLUGIN_VAR_OPCMDARG,
+                         "Write login records (ON by default)", NULL, NULL, 1);
+static MYSQL_SYSVAR_STR(skip_users, skip_users_value, PLUGIN_VAR_RQCMDARG,
+                        "Comma-separated user names not to log", NULL, update_skip_users, "");
+static MYSQL_SYSVAR_STR(file, file_value, PLUGIN_VAR_RQCMDARG,
+                        "The log file (relative paths are in the data directory); setting it reopens",
+                        NULL, update_file, "audit_login.log");
+static MYSQL_SYSVAR_BOOL(reopen, reopen_value, PLUGIN_VAR_OPCMDARG,
+                         "SET it ON to reopen the log file (after renaming it, for rotation)", NULL, update_reopen, 0);
+
+static struct st_mysql_sys_var *sys_vars[] = {
+    MYSQL_SYSVAR(enabled), MYSQL_SYSVAR(skip_users), MYSQL_SYSVAR(file), MYSQL_SYSVAR(reopen), NULL};
+
+static struct st_mysql_show_var status_vars[] = {
+    {"Audit_login_records_written", (char *) &records_written, SHOW_ULONGLONG},
+    {"Audit_login_write_errors", (char *) &write_errors, SHOW_ULONGLONG},
+    {"Audit_login_successful_logins", (char *) &successful_logins, SHOW_ULONGLONG},
+    {"Audit_login_failed_logins", (char *) &failed_logins, SHOW_ULONGLONG},
+    {0, 0, 0}};
+
+static int audit_login_init(void *p) {
+  (void) p;
+  myhost[HOSTNAME_LEN - 1] = 0;
+  if (gethostname(myhost, HOSTNAME_LEN - 1) != 0) strcpy(myhost, "unknown");
+  pthread_rwlock_wrlock(&lock);
+  if (skip_users_value) {
+    strncpy(skip_users_store, skip_users_value, sizeof(skip_users_store) - 1);
+    skip_users_value = skip_users_store;
+  }
+  if (file_value) {
+    strncpy(file_store, file_value, sizeof(file_store) - 1);
+    file_value = file_store;
+  }
+  parse_skip_users(skip_users_value);
+  open_log(); /* a failure is logged; records are skipped until a reopen works */
+  pthread_rwlock_unlock(&lock);
+  return 0;
+}
+
+static int audit_login_deinit(void *p) {
+  (void) p;
+  pthread_rwlock_wrlock(&lock);
+  if (fd >= 0) close(fd);
+  fd = -1;
+  pthread_rwlock_unlock(&lock);
+  return 0;
+}
+
+static struct st_mysql_audit audit_login_descriptor = {
+    MYSQL_AUDIT_INTERFACE_VERSION, NULL, audit_login_notify, {(unsigned long) MYSQL_AUDIT_CONNECTION_CLASSMASK}};
+
+maria_declare_plugin(audit_login){
+    MYSQL_AUDIT_PLUGIN,
+    &audit_login_descriptor,
+    "AUDIT_LOGIN",
+    "auditlogin founders (after Shlomi Noach's audit_login, Outbrain)",
+    "Logs every login and login attempt as one JSON line (escaped, rotatable)",
+    PLUGIN_LICENSE_GPL,
+    audit_login_init,
+    audit_login_deinit,
+    0x0200,
+    status_vars,
+    sys_vars,
+    "2.0",
+    MariaDB_PLUGIN_MATURITY_STABLE} maria_declare_plugin_end;
