@@ -20,7 +20,7 @@ var update = flag.Bool("update", false, "rewrite golden files")
 // feedAll runs a parser over a whole file's bytes and returns its records.
 func feedAll(t testing.TB, format string, data []byte, loc *time.Location) []auditlogin.Record {
 	t.Helper()
-	p, err := New(format, Options{Location: loc, MyHost: "testhost"})
+	p, err := New(format, Options{Location: loc, MyHost: "testhost", Logouts: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,22 +61,28 @@ func render(recs []auditlogin.Record) []byte {
 	return out.Bytes()
 }
 
-func TestAuditLoginGolden(t *testing.T) {
+// TestGolden parses every sample of testdata/<format>/ with that format's
+// parser and compares with its .golden file (go test ./parser -update
+// rewrites them).
+func TestGolden(t *testing.T) {
 	loc, err := time.LoadLocation("Europe/Berlin")
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, _ := filepath.Glob("testdata/audit_login/*.log")
+	files, _ := filepath.Glob("testdata/*/*.log")
 	if len(files) == 0 {
 		t.Fatal("no testdata")
 	}
+	seen := map[string]bool{}
 	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
+		format := filepath.Base(filepath.Dir(f))
+		seen[format] = true
+		t.Run(format+"/"+filepath.Base(f), func(t *testing.T) {
 			data, err := os.ReadFile(f)
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := render(feedAll(t, FormatAuditLogin, data, loc))
+			got := render(feedAll(t, format, data, loc))
 			golden := strings.TrimSuffix(f, ".log") + ".golden"
 			if *update {
 				if err := os.WriteFile(golden, got, 0o644); err != nil {
@@ -91,6 +97,11 @@ func TestAuditLoginGolden(t *testing.T) {
 				t.Errorf("output differs from %s:\n got:\n%s\nwant:\n%s", golden, got, want)
 			}
 		})
+	}
+	for _, f := range Formats() {
+		if !seen[f] {
+			t.Errorf("format %s has no samples in testdata/%s/", f, f)
+		}
 	}
 }
 

@@ -39,7 +39,10 @@ type Constructor func(Options) auditlogin.Parser
 
 // registry maps a format name to its constructor. Filled here, in one place.
 var registry = map[string]Constructor{
-	FormatAuditLogin: func(o Options) auditlogin.Parser { return NewAuditLogin(o) },
+	FormatAuditLogin:   func(o Options) auditlogin.Parser { return NewAuditLogin(o) },
+	FormatMariaDBAudit: func(o Options) auditlogin.Parser { return NewMariaDBAudit(o) },
+	FormatGeneralLog:   func(o Options) auditlogin.Parser { return NewGeneralLog(o) },
+	FormatErrorLog:     func(o Options) auditlogin.Parser { return NewErrorLog(o) },
 }
 
 // Formats lists the registered format names, sorted.

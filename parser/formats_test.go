@@ -1,0 +1,158 @@
+package parser
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/auditlogin/auditlogin"
+)
+
+func oneEvent(t *testing.T, format, data string) *auditlogin.Event {
+	t.Helper()
+	var evs []*auditlogin.Event
+	for _, r := range feedAll(t, format, []byte(data), time.UTC) {
+		if r.Err != nil {
+			t.Fatalf("%q rejected: %v", data, r.Err)
+		}
+		if r.Event != nil {
+			evs = append(evs, r.Event)
+		}
+	}
+	if len(evs) != 1 {
+		t.Fatalf("%q: %d events", data, len(evs))
+	}
+	return evs[0]
+}
+
+var forgedAuditOp = regexp.MustCompile(`,[^,\s]*,\d+,\d+,[A-Z_]+(,|$)`)
+
+// FuzzMariaDBAuditUser: any user name (server_audit writes it raw) comes
+// back exactly, except one holding what looks like the server's own
+// ",host,connid,queryid,OPERATION," (documented: that cannot be told apart).
+func FuzzMariaDBAuditUser(f *testing.F) {
+	for _, s := range []string{"app", "a,b", `a"b`, "", "ü", ",x", "x,"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, user string) {
+		if strings.ContainsAny(user, "\n\r\x00") || forgedAuditOp.MatchString(user+",") {
+			t.Skip()
+		}
+		ev := oneEvent(t, FormatMariaDBAudit, "20261125 10:00:01,db1,"+user+",10.0.0.5,42,0,FAILED_CONNECT,,,1045\n")
+		want := auditlogin.Str(user)
+		if user == "" {
+			want = auditlogin.Null
+		}
+		if ev.User != want || ev.IP.S != "10.0.0.5" || ev.Thread != "42" || ev.MyHost != "db1" || ev.Type != auditlogin.TypeFailed {
+			t.Fatalf("user %q parsed as %+v", user, ev)
+		}
+	})
+}
+
+// FuzzErrorLogUser: the user of an Access denied warning comes back exactly
+// (the host is taken from the right).
+func FuzzErrorLogUser(f *testing.F) {
+	for _, s := range []string{"app", "a'b", "x'@'y", `"`, ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, user string) {
+		if strings.ContainsAny(user, "\n\r") {
+			t.Skip()
+		}
+		for _, line := range []string{
+			fmt.Sprintf("2026-11-25 10:00:01 42 [Warning] Access denied for user '%s'@'10.0.0.5' (using password: YES)\n", user),
+			fmt.Sprintf("2026-11-25T10:00:01.000000Z 42 [Note] [MY-010926] [Server] Access denied for user '%s'@'10.0.0.5' (using password: NO)\n", user),
+		} {
+			ev := oneEvent(t, FormatErrorLog, line)
+			if ev.User.S != user || ev.IP.S != "10.0.0.5" || ev.Thread != "42" {
+				t.Fatalf("%q parsed as %+v", line, ev)
+			}
+		}
+	})
+}
+
+// FuzzGeneralLogUser: a Connect line's user comes back exactly, unless it
+// holds "@" or " on " (the server writes user@host on db unescaped).
+func FuzzGeneralLogUser(f *testing.F) {
+	for _, s := range []string{"app", "a b", `a"b`, "x'y"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, user string) {
+		if user == "" || strings.ContainsAny(user, "\n\r@") || strings.Contains(user, " on ") || strings.HasPrefix(user, "Access denied") {
+			t.Skip()
+		}
+		ev := oneEvent(t, FormatGeneralLog, "261125 10:00:01\t    42 Connect\t"+user+"@10.0.0.5 on  using TCP/IP\n\t\t    42 Query\tselect 1\n")
+		if ev.User.S != user || ev.IP.S != "10.0.0.5" || ev.Type != auditlogin.TypeSuccess {
+			t.Fatalf("user %q parsed as %+v", user, ev)
+		}
+	})
+}
+
+func TestGeneralLogHeldConnects(t *testing.T) {
+	// A successful Connect is held until its connection's next line, and
+	// the lines between keep their order.
+	log := "261125 10:00:01\t    1 Connect\tapp@10.0.0.1 on  using TCP/IP\n" +
+		"\t\t    2 Connect\tbad@10.0.0.2 on  using TCP/IP\n" +
+		"\t\t    2 Connect\tAccess denied for user 'bad'@'10.0.0.2' (using password: YES)\n" +
+		"\t\t    1 Query\tselect 1\n"
+	recs := feedAll(t, FormatGeneralLog, []byte(log), time.UTC)
+	var got []string
+	var next int64
+	for _, r := range recs {
+		if r.Pos.Offset != next {
+			t.Fatalf("records out of order: %d after %d", r.Pos.Offset, next)
+		}
+		next = r.Pos.End
+		if r.Event != nil {
+			got = append(got, r.Event.User.S+":"+r.Event.Type)
+		}
+	}
+	if strings.Join(got, ",") != "app:successful_login,bad:failed_login" {
+		t.Fatalf("got %v", got)
+	}
+	// Unresolved at the end of a complete file: a login.
+	recs = feedAll(t, FormatGeneralLog, []byte("261125 10:00:01\t    1 Connect\tidle@10.0.0.1 on  using TCP/IP\n"), time.UTC)
+	if len(recs) != 1 || recs[0].Event == nil || recs[0].Event.Type != auditlogin.TypeSuccess {
+		t.Fatalf("held connect at end of file: %+v", recs)
+	}
+}
+
+func benchFormat(b *testing.B, format string, lines ...string) {
+	p, err := New(format, Options{Location: time.UTC, MyHost: "db"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var ls []auditlogin.Line
+	var size int
+	for _, l := range lines {
+		ls = append(ls, auditlogin.Line{Data: []byte(l), Pos: auditlogin.Position{Path: "x", End: int64(len(l) + 1)}})
+		size += len(l) + 1
+	}
+	n := 0
+	emit := func(r auditlogin.Record) {
+		if r.Event != nil {
+			n++
+		}
+	}
+	b.SetBytes(int64(size / len(lines)))
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		p.Feed(ls[i%len(ls)], emit)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "lines/s")
+}
+
+func BenchmarkParseMariaDBAudit(b *testing.B) {
+	benchFormat(b, FormatMariaDBAudit, "20261125 19:17:15,vm,fmt_u,10.0.0.87,56,0,CONNECT,shop,,0")
+}
+
+func BenchmarkParseGeneralLog(b *testing.B) {
+	benchFormat(b, FormatGeneralLog, "2026-11-25T10:00:00.123456Z\t   15 Connect\tapp@10.0.0.7 on shop using TCP/IP",
+		"2026-11-25T10:00:00.124000Z\t   15 Query\tSELECT 1")
+}
+
+func BenchmarkParseErrorLog(b *testing.B) {
+	benchFormat(b, FormatErrorLog, "2026-11-25 19:17:15 57 [Warning] Access denied for user 'fmt_u'@'127.0.0.1' (using password: YES)")
+}
