@@ -52,6 +52,10 @@ type Input struct {
 	Paths      []string // globs
 	NewParser  func() auditlogin.Parser
 	StartAtEnd bool // files present at start with no registry entry begin at their end
+	// Detect, when set (format auto), chooses each file's parser from its
+	// first bytes instead of NewParser; "" means no known format: the file
+	// is reported and not followed.
+	Detect func(head []byte) (format string, newParser func() auditlogin.Parser)
 }
 
 // Config configures a Tailer. Zero values take the defaults noted.
@@ -201,6 +205,11 @@ func (t *Tailer) consider(ctx context.Context, in *Input, path string, first boo
 	}
 	size := fi.Size()
 	dev, ino := devIno(fi)
+	newParser, ok := t.parserFor(in, f, path)
+	if !ok {
+		f.Close()
+		return
+	}
 	fps := &fpCache{f: f, m: map[int]string{}}
 	id, off, parser, known := t.resolve(fps, dev, ino)
 	if !known {
@@ -208,7 +217,6 @@ func (t *Tailer) consider(ctx context.Context, in *Input, path string, first boo
 		if o, ok := t.byFingerprint(fps, dev, ino); ok {
 			off, known = o, true
 		}
-		var ok bool
 		if id, _, ok, err = identify(f, t.cfg.FingerprintSize); err != nil || !ok {
 			f.Close()
 			return
@@ -237,9 +245,32 @@ func (t *Tailer) consider(ctx context.Context, in *Input, path string, first boo
 		t.register(id, path, off)
 	}
 	if parser == nil {
-		parser = in.NewParser()
+		parser = newParser()
 	}
-	t.start(ctx, &harvester{t: t, in: in, f: f, path: path, id: id, identified: true, off: off, parser: parser})
+	t.start(ctx, &harvester{t: t, in: in, f: f, path: path, id: id, identified: true, off: off, parser: parser, newParser: newParser})
+}
+
+// parserFor returns the parser maker for a file of in: NewParser, or the
+// detected format's (ok false: no known format, not followed).
+func (t *Tailer) parserFor(in *Input, f *os.File, path string) (func() auditlogin.Parser, bool) {
+	if in.Detect == nil {
+		return in.NewParser, true
+	}
+	head := make([]byte, 64<<10)
+	n, _ := f.ReadAt(head, 0)
+	format, np := in.Detect(head[:n])
+	if np == nil {
+		t.warnOnce("format:"+path, "the file matches no known log format: not followed", "file", path, "input", in.Name)
+		return nil, false
+	}
+	t.mu.Lock()
+	said := t.warned["detected:"+path+":"+format]
+	t.warned["detected:"+path+":"+format] = true
+	t.mu.Unlock()
+	if !said {
+		t.log.Info("log format detected", "file", path, "format", format)
+	}
+	return np, true
 }
 
 func (t *Tailer) register(id auditlogin.FileID, path string, off int64) {
@@ -392,9 +423,14 @@ func (t *Tailer) recoverUnseen(ctx context.Context, in *Input, livePath string, 
 			f.Close()
 			continue
 		}
+		np, ok := t.parserFor(in, f, c.path)
+		if !ok {
+			f.Close()
+			continue
+		}
 		t.log.Info("reading a rotated file that was never seen (rotated away while not being read)", "file", c.path)
 		t.register(id, c.path, 0)
-		t.runInline(ctx, &harvester{t: t, in: in, f: f, path: c.path, id: id, identified: true, parser: in.NewParser(), rotated: true})
+		t.runInline(ctx, &harvester{t: t, in: in, f: f, path: c.path, id: id, identified: true, parser: np(), newParser: np, rotated: true})
 	}
 }
 
@@ -488,10 +524,15 @@ func (t *Tailer) recoverGap(ctx context.Context, in *Input, old auditlogin.FileI
 			return true, fi.ModTime()
 		}
 		t.log.Info("reading the rest of a rotated file from its copy", "file", p, "offset", from, "size", fi.Size())
-		if parser == nil {
-			parser = in.NewParser()
+		np, ok := t.parserFor(in, f, p)
+		if !ok {
+			f.Close()
+			return true, fi.ModTime()
 		}
-		h := &harvester{t: t, in: in, f: f, path: p, id: old, identified: true, off: from, parser: parser, rotated: true}
+		if parser == nil {
+			parser = np()
+		}
+		h := &harvester{t: t, in: in, f: f, path: p, id: old, identified: true, off: from, parser: parser, newParser: np, rotated: true}
 		t.runInline(ctx, h)
 		return true, fi.ModTime()
 	}
@@ -564,6 +605,9 @@ type harvester struct {
 	path   string
 	id     auditlogin.FileID
 	parser auditlogin.Parser
+	// newParser makes the parser for the file's next identity (after a
+	// copytruncate): the input's, or the detected format's.
+	newParser func() auditlogin.Parser
 
 	identified bool  // id is known (false after a truncation, until bytes arrive)
 	off        int64 // read offset: just past the last line passed on
@@ -787,7 +831,7 @@ func (h *harvester) truncated(ctx context.Context, why string) {
 		h.endOfFile(ctx)
 		t.markRotated(old, from)
 	} // else the copy's reader marked it, at the copy's end
-	h.parser = h.in.NewParser()
+	h.parser = h.newParser()
 	h.identified, h.off, h.skip, h.lastSize = false, 0, nil, 0
 }
 

@@ -30,8 +30,22 @@ var demoYAML []byte
 
 func demoConfig() (config.Config, error) { return config.LoadYAML(demoYAML, os.Environ()) }
 
-func knownFormat(f string) bool { return parser.Known(f) }
-func formatNames() []string     { return parser.Formats() }
+func knownFormat(f string) bool { return f == parser.FormatAuto || parser.Known(f) }
+func formatNames() []string     { return append(parser.Formats(), parser.FormatAuto) }
+
+// detector chooses a parser from a file's first bytes (format auto).
+func detector(opts parser.Options) func([]byte) (string, func() auditlogin.Parser) {
+	return func(head []byte) (string, func() auditlogin.Parser) {
+		format := parser.Detect(head)
+		if format == "" {
+			return "", nil
+		}
+		return format, func() auditlogin.Parser {
+			p, _ := parser.New(format, opts)
+			return p
+		}
+	}
+}
 
 func countMatches(globs []string) int {
 	n := 0
@@ -214,19 +228,20 @@ func runAgent(ctx context.Context, cfg config.Config, o agentOptions) error {
 		}
 		popts := parser.Options{Location: loc, MyHost: in.MyHost, Logouts: in.Logouts}
 		format := in.Format
-		if _, err := parser.New(format, popts); err != nil {
-			closeAll()
-			return fmt.Errorf("inputs[%d].format: %w", i, err)
-		}
-		inputs = append(inputs, tailer.Input{
-			Name:       fmt.Sprintf("inputs[%d]", i),
-			Paths:      in.Paths,
-			StartAtEnd: in.StartAt == "end",
-			NewParser: func() auditlogin.Parser {
+		ti := tailer.Input{Name: fmt.Sprintf("inputs[%d]", i), Paths: in.Paths, StartAtEnd: in.StartAt == "end"}
+		if format == parser.FormatAuto {
+			ti.Detect = detector(popts)
+		} else {
+			if _, err := parser.New(format, popts); err != nil {
+				closeAll()
+				return fmt.Errorf("inputs[%d].format: %w", i, err)
+			}
+			ti.NewParser = func() auditlogin.Parser {
 				p, _ := parser.New(format, popts) // checked above
 				return p
-			},
-		})
+			}
+		}
+		inputs = append(inputs, ti)
 	}
 
 	host, _ := os.Hostname()

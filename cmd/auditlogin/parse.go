@@ -18,7 +18,7 @@ import (
 func cmdParse(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("parse", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	format := fs.String("format", parser.FormatAuditLogin, "source format: "+strings.Join(parser.Formats(), ", "))
+	format := fs.String("format", parser.FormatAuditLogin, "source format: "+strings.Join(parser.Formats(), ", ")+", or auto (detected per file)")
 	tz := fs.String("timezone", "Local", "zone of the server's local timestamps (IANA name, Local or UTC)")
 	myhost := fs.String("myhost", "", "server name for formats whose records lack it (default: this host's name)")
 	logouts := fs.Bool("logouts", false, "keep logout events")
@@ -36,7 +36,7 @@ func cmdParse(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitConfig
 	}
 	opts := parser.Options{Location: loc, MyHost: *myhost, Logouts: *logouts}
-	if _, err := parser.New(*format, opts); err != nil {
+	if _, err := parser.New(*format, opts); err != nil && *format != parser.FormatAuto {
 		fmt.Fprintf(stderr, "auditlogin parse: --format: %v\n", err)
 		return exitConfig
 	}
@@ -78,7 +78,18 @@ func cmdParse(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			defer f.Close()
 			r = f
 		}
-		p, _ := parser.New(*format, opts)
+		br := bufio.NewReaderSize(r, 256<<10)
+		r = br
+		f := *format
+		if f == parser.FormatAuto {
+			head, _ := br.Peek(64 << 10)
+			if f = parser.Detect(head); f == "" {
+				fmt.Fprintf(stderr, "auditlogin parse: %s: matches no known log format (%s)\n", name, strings.Join(parser.Formats(), ", "))
+				status = exitFail
+				continue
+			}
+		}
+		p, _ := parser.New(f, opts)
 		_, err := auditlogin.ReadLines(r, name, 0, true, func(l auditlogin.Line) {
 			l.Parser = p
 			p.Feed(l, emit)

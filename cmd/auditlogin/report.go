@@ -174,6 +174,9 @@ func readEvents(name string, stdin io.Reader, stderr io.Writer, input string, po
 	br := bufio.NewReaderSize(r, 256<<10)
 	if input == "auto" {
 		input = detect(br)
+		if input == "" {
+			return fmt.Errorf("matches no known log format (%s) and is not the agent's NDJSON", strings.Join(parser.Formats(), ", "))
+		}
 	}
 	if input == "ndjson" {
 		return readNDJSON(name, br, stderr, agg)
@@ -216,7 +219,7 @@ func detect(br *bufio.Reader) string {
 		}
 		break
 	}
-	return parser.FormatAuditLogin
+	return parser.Detect(head)
 }
 
 // ndjsonEvent is what a report reads of an event.
