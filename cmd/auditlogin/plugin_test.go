@@ -134,6 +134,12 @@ tail: {scan_interval: 50ms, poll_interval: 10ms, rotate_wait: 300ms}
 	}
 	login(attempt{"auditlogin_e2e", "pw", auditlogin.TypeSuccess})
 	login(attempt{"after\"rotation", "x", auditlogin.TypeFailed})
+	// The server may write a failed attempt's record after the client has
+	// its error: wait for the last one.
+	waitUntil(t, "the last record", func() bool {
+		data, _ := os.ReadFile(logPath)
+		return strings.Contains(string(data), `after\"rotation`)
+	})
 
 	// Every line of both files is valid JSON, and the parser gives back the
 	// exact user names sent.
