@@ -14,6 +14,8 @@ var (
 	detectGeneralHead  = regexp.MustCompile(`^\S*(mysqld|mariadbd)\S*, Version: |^Time\s+Id\s+Command\s+Argument`)
 	detectErrorLogLine = regexp.MustCompile(`^(\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d\S*|\d{6} [ \d]\d:\d\d:\d\d)\s+(\d+\s+)?\[(Note|Warning|ERROR|Error|System)\]`)
 	detectErrorLogJSON = regexp.MustCompile(`^\{\s*"prio"\s*:`)
+	detectPercona      = regexp.MustCompile(`^\{"audit_record":|^\s*<AUDIT_RECORD|^"(Connect|Quit|Query|Audit|Change user|NoAudit)","`)
+	detectEnterprise   = regexp.MustCompile(`^\s*"(class|event|connection_id|account|login)"\s*:`)
 )
 
 // Detect names the format of a file from its first bytes (up to its first
@@ -31,6 +33,10 @@ func Detect(head []byte) string {
 		switch {
 		case detectAuditLogin.Match(line):
 			return FormatAuditLogin
+		case detectPercona.Match(line):
+			return FormatPerconaAudit
+		case detectEnterprise.Match(line):
+			return FormatEnterpriseAudit
 		case detectServerAudit.Match(line):
 			return FormatMariaDBAudit
 		case detectErrorLogLine.Match(line), detectErrorLogJSON.Match(line): // before the general log: "[Note]" looks like a command

@@ -1,11 +1,14 @@
 package parser
 
 import (
+	"encoding/json"
+	"encoding/xml"
 	"fmt"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/auditlogin/auditlogin"
 )
@@ -155,4 +158,59 @@ func BenchmarkParseGeneralLog(b *testing.B) {
 
 func BenchmarkParseErrorLog(b *testing.B) {
 	benchFormat(b, FormatErrorLog, "2026-11-25 19:17:15 57 [Warning] Access denied for user 'fmt_u'@'127.0.0.1' (using password: YES)")
+}
+
+// FuzzPerconaUser: a user name survives each Percona format's own escaping.
+func FuzzPerconaUser(f *testing.F) {
+	for _, s := range []string{"app", `a"b`, "a,b", "<x>", "é", `\`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, user string) {
+		if user == "" || !utf8.ValidString(user) || strings.ContainsFunc(user, func(r rune) bool { return r < 0x20 || r == 0x7f || r == 0xfffd }) {
+			t.Skip() // control characters are not valid in XML 1.0
+		}
+		js, _ := json.Marshal(user)
+		var xb strings.Builder
+		xml.EscapeText(&xb, []byte(user))
+		for name, rec := range map[string]string{
+			"json": `{"audit_record":{"name":"Connect","record":"1_x","timestamp":"2024-09-03T01:53:33Z","connection_id":"7","status":1045,"user":` + string(js) + `,"priv_user":"","os_login":"","proxy_user":"","host":"","ip":"10.0.0.9","db":""}}` + "\n",
+			"xml":  "<AUDIT_RECORD>\n<NAME>Connect</NAME>\n<TIMESTAMP>2014-04-21T12:34:32 UTC</TIMESTAMP>\n<CONNECTION_ID>7</CONNECTION_ID>\n<STATUS>1045</STATUS>\n<USER>" + xb.String() + "</USER>\n<IP>10.0.0.9</IP>\n</AUDIT_RECORD>\n",
+			"csv":  `"Connect","1_x","2014-04-21T12:34:32 UTC","7",1045,"` + strings.ReplaceAll(user, `"`, `""`) + `","","","","","10.0.0.9",""` + "\n",
+		} {
+			ev := oneEvent(t, FormatPerconaAudit, rec)
+			if ev.User.S != user || ev.IP.S != "10.0.0.9" || ev.Thread != "7" || ev.Type != auditlogin.TypeFailed {
+				t.Fatalf("%s: %q parsed as user %q", name, user, ev.User.S)
+			}
+		}
+	})
+}
+
+// FuzzEnterpriseUser: braces and quotes in a user name do not break the
+// streamed object.
+func FuzzEnterpriseUser(f *testing.F) {
+	for _, s := range []string{"app", "}", "{", `"}`, "\\", "é"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, user string) {
+		if user == "" || !utf8.ValidString(user) {
+			t.Skip()
+		}
+		js, _ := json.Marshal(user)
+		rec := "[\n{\n  \"timestamp\": \"2019-10-03 15:02:40\",\n  \"class\": \"connection\",\n  \"event\": \"connect\",\n  \"connection_id\": 12,\n" +
+			"  \"login\": { \"user\": " + string(js) + ", \"ip\": \"10.0.0.33\" },\n  \"connection_data\": { \"connection_type\": \"tcp/ip\", \"status\": 1045 }\n}\n]\n"
+		ev := oneEvent(t, FormatEnterpriseAudit, rec)
+		if ev.User.S != user || ev.IP.S != "10.0.0.33" || ev.Thread != "12" {
+			t.Fatalf("%q parsed as user %q", user, ev.User.S)
+		}
+	})
+}
+
+func BenchmarkParsePerconaJSON(b *testing.B) {
+	benchFormat(b, FormatPerconaAudit, `{"audit_record":{"name":"Connect","record":"6_2024-09-03T01:53:14","timestamp":"2024-09-03T01:53:30Z","connection_id":"991","status":0,"user":"app","priv_user":"app","os_login":"","proxy_user":"","host":"web-1.example","ip":"10.0.0.21","db":"shop"}}`)
+}
+
+func BenchmarkParseEnterpriseJSON(b *testing.B) {
+	benchFormat(b, FormatEnterpriseAudit, "{", `  "timestamp": "2019-10-03 15:02:32",`, `  "class": "connection",`, `  "event": "connect",`,
+		`  "connection_id": 11,`, `  "account": { "user": "root", "host": "localhost" },`,
+		`  "login": { "user": "root", "os": "", "ip": "::1", "proxy": "" },`, `  "connection_data": { "connection_type": "ssl", "status": 0, "db": "" }`, "},")
 }

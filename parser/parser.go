@@ -43,6 +43,10 @@ var registry = map[string]Constructor{
 	FormatMariaDBAudit: func(o Options) auditlogin.Parser { return NewMariaDBAudit(o) },
 	FormatGeneralLog:   func(o Options) auditlogin.Parser { return NewGeneralLog(o) },
 	FormatErrorLog:     func(o Options) auditlogin.Parser { return NewErrorLog(o) },
+	FormatPerconaAudit: func(o Options) auditlogin.Parser { return NewPerconaAudit(o) },
+	FormatEnterpriseAudit: func(o Options) auditlogin.Parser {
+		return NewEnterpriseAudit(o)
+	},
 }
 
 // Formats lists the registered format names, sorted.
