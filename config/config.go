@@ -75,6 +75,7 @@ type Input struct {
 	MyHost   string   `koanf:"myhost"`
 	StartAt  string   `koanf:"start_at"`
 	Logouts  bool     `koanf:"logouts"`
+	Pasted   bool     `koanf:"pasted"`
 }
 
 // Registry is where committed offsets are kept.

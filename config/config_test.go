@@ -80,7 +80,7 @@ registy: {path: /x}
 	}
 	msg := err.Error()
 	for _, want := range []string{
-		"inputs[0].fromat: unknown key (expected one of: format, logouts, myhost, paths, start_at, timezone)",
+		"inputs[0].fromat: unknown key (expected one of: format, logouts, myhost, pasted, paths, start_at, timezone)",
 		"outputs.file.pat: unknown key (expected one of: max_files, max_size, path)",
 		"registy: unknown key",
 	} {

@@ -113,7 +113,39 @@ func (p *AuditLogin) Feed(line auditlogin.Line, emit func(auditlogin.Record)) {
 		p.pendingLines = 1
 		return
 	}
+	if p.opt.Pasted && bytes.Contains(data, pastedSep) {
+		p.feedPasted(trimCR(data), line.Pos, emit)
+		return
+	}
 	emit(p.parseRecord(trimCR(data), line.Pos))
+}
+
+var pastedSep = []byte(`"} {"ts":"`)
+
+// feedPasted splits a line of records pasted with spaces between them; each
+// record's position is its own bytes of the line (the last one to the line's
+// end), so offsets stay contiguous.
+func (p *AuditLogin) feedPasted(data []byte, pos auditlogin.Position, emit func(auditlogin.Record)) {
+	start := 0
+	for start < len(data) {
+		end := len(data)
+		if i := bytes.Index(data[start:], pastedSep); i >= 0 {
+			end = start + i + 2 // keep `"}` with this record
+		}
+		seg := bytes.TrimSpace(data[start:end])
+		rp := auditlogin.Position{File: pos.File, Path: pos.Path, Offset: pos.Offset + int64(start), End: pos.Offset + int64(end)}
+		next := end
+		for next < len(data) && data[next] == ' ' {
+			next++
+		}
+		if next >= len(data) {
+			rp.End = pos.End
+		} else {
+			rp.End = pos.Offset + int64(next)
+		}
+		emit(p.parseRecord(seg, rp))
+		start = next
+	}
 }
 
 // Format implements auditlogin.Formatter.

@@ -20,7 +20,7 @@ var update = flag.Bool("update", false, "rewrite golden files")
 // feedAll runs a parser over a whole file's bytes and returns its records.
 func feedAll(t testing.TB, format string, data []byte, loc *time.Location) []auditlogin.Record {
 	t.Helper()
-	p, err := New(format, Options{Location: loc, MyHost: "testhost", Logouts: true})
+	p, err := New(format, Options{Location: loc, MyHost: "testhost", Logouts: true, Pasted: strings.Contains(format, "audit_login")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -423,4 +423,36 @@ func FuzzEscapingPluginUser(f *testing.F) {
 			t.Fatalf("%q parsed as user %q (want %q)", rec, e.User.S, user)
 		}
 	})
+}
+
+// Pasted records are read only when asked: in a followed file, a user name
+// holding `"} {"ts":"` must stay one record.
+func TestPastedOnlyWhenAsked(t *testing.T) {
+	data, _ := os.ReadFile("testdata/audit_login/pasted.log")
+	count := func(pasted bool) int {
+		p := NewAuditLogin(Options{Location: time.UTC, Pasted: pasted})
+		n := 0
+		var next int64
+		auditlogin.ReadLines(bytes.NewReader(data), "p", 0, true, func(l auditlogin.Line) {
+			p.Feed(l, func(r auditlogin.Record) {
+				if r.Pos.Offset != next {
+					t.Fatalf("records not contiguous at %d", r.Pos.Offset)
+				}
+				next = r.Pos.End
+				if r.Event != nil {
+					n++
+				}
+			})
+		})
+		if next != int64(len(data)) {
+			t.Fatalf("records end at %d of %d", next, len(data))
+		}
+		return n
+	}
+	if n := count(true); n != 3 {
+		t.Fatalf("pasted: %d events, want 3", n)
+	}
+	if n := count(false); n != 1 {
+		t.Fatalf("not pasted: %d events, want 1 (one record, suspicious user)", n)
+	}
 }

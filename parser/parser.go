@@ -22,6 +22,11 @@ type Options struct {
 	MyHost string
 	// Logouts keeps logout events for formats that record disconnects.
 	Logouts bool
+	// Pasted reads audit_login records pasted several to a line, separated
+	// by spaces. Off for followed files: the original plugin writes one
+	// record a line, and a user name holding `"} {"ts":"` could otherwise
+	// pass for two records.
+	Pasted bool
 }
 
 func (o Options) withDefaults() Options {

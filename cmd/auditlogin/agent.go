@@ -226,7 +226,7 @@ func runAgent(ctx context.Context, cfg config.Config, o agentOptions) error {
 			closeAll()
 			return fmt.Errorf("inputs[%d].timezone: %w", i, err)
 		}
-		popts := parser.Options{Location: loc, MyHost: in.MyHost, Logouts: in.Logouts}
+		popts := parser.Options{Location: loc, MyHost: in.MyHost, Logouts: in.Logouts, Pasted: in.Pasted}
 		format := in.Format
 		ti := tailer.Input{Name: fmt.Sprintf("inputs[%d]", i), Paths: in.Paths, StartAtEnd: in.StartAt == "end"}
 		if format == parser.FormatAuto {

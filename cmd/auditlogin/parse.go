@@ -35,7 +35,7 @@ func cmdParse(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "auditlogin parse: --timezone: %v\n", err)
 		return exitConfig
 	}
-	opts := parser.Options{Location: loc, MyHost: *myhost, Logouts: *logouts}
+	opts := parser.Options{Location: loc, MyHost: *myhost, Logouts: *logouts, Pasted: true} // one-shot input may be pasted text
 	if _, err := parser.New(*format, opts); err != nil && *format != parser.FormatAuto {
 		fmt.Fprintf(stderr, "auditlogin parse: --format: %v\n", err)
 		return exitConfig

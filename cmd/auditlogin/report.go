@@ -114,7 +114,7 @@ func cmdReport(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			files = []string{"-"}
 		}
 		for _, name := range files {
-			if err := readEvents(name, stdin, stderr, *input, parser.Options{Location: loc}, agg); err != nil {
+			if err := readEvents(name, stdin, stderr, *input, parser.Options{Location: loc, Pasted: true}, agg); err != nil {
 				fmt.Fprintf(stderr, "auditlogin report: %s: %v\n", name, err)
 				status = exitFail
 			}
