@@ -299,19 +299,7 @@ func (a *Aggregator) Report() *Report {
 			r.FailedByUser = append(r.FailedByUser, UserCount{User: st.User, Count: st.Failures})
 		}
 	}
-	sort.Slice(r.Accounts, func(i, j int) bool {
-		x, y := r.Accounts[i], r.Accounts[j]
-		if x.Logins+x.Failures != y.Logins+y.Failures {
-			return x.Logins+x.Failures > y.Logins+y.Failures
-		}
-		return x.User < y.User
-	})
-	sort.Slice(r.FailedByUser, func(i, j int) bool {
-		if r.FailedByUser[i].Count != r.FailedByUser[j].Count {
-			return r.FailedByUser[i].Count > r.FailedByUser[j].Count
-		}
-		return r.FailedByUser[i].User < r.FailedByUser[j].User
-	})
+	SortAccounts(r.Accounts, r.FailedByUser)
 	r.FailedByUser = top(r.FailedByUser, a.opt.Top)
 	cutoff := until.Add(-a.opt.StaleAfter)
 	for _, ac := range a.opt.Accounts {
@@ -381,6 +369,24 @@ func HostMatches(pattern, host string) bool {
 		pi++
 	}
 	return pi == len(p)
+}
+
+// SortAccounts orders accounts by attempts and failures by count (ties by
+// name), as every report shows them.
+func SortAccounts(accounts []AccountStats, failed []UserCount) {
+	sort.Slice(accounts, func(i, j int) bool {
+		x, y := accounts[i], accounts[j]
+		if x.Logins+x.Failures != y.Logins+y.Failures {
+			return x.Logins+x.Failures > y.Logins+y.Failures
+		}
+		return x.User < y.User
+	})
+	sort.Slice(failed, func(i, j int) bool {
+		if failed[i].Count != failed[j].Count {
+			return failed[i].Count > failed[j].Count
+		}
+		return failed[i].User < failed[j].User
+	})
 }
 
 func sortSources(s []SourceCount) {

@@ -249,8 +249,12 @@ func (r *Registry) prune(now time.Time) {
 }
 
 // stillThere reports whether e's file is still at its path with its content.
-func stillThere(e *entry) bool {
-	f, err := os.Open(e.Path)
+func stillThere(e *entry) bool { return fileIs(e.Path, e.id()) }
+
+// fileIs reports whether the file at path is id: same device and inode, same
+// first bytes.
+func fileIs(path string, id auditlogin.FileID) bool {
+	f, err := os.Open(path)
 	if err != nil {
 		return false
 	}
@@ -259,11 +263,11 @@ func stillThere(e *entry) bool {
 	if err != nil {
 		return false
 	}
-	if dev, ino := devIno(fi); dev != e.Dev || ino != e.Ino {
+	if dev, ino := devIno(fi); dev != id.Dev || ino != id.Ino {
 		return false
 	}
-	fp, err := fingerprint(f, e.FPLen)
-	return err == nil && fp == e.FP
+	fp, err := fingerprint(f, id.FPLen)
+	return err == nil && fp == id.FP
 }
 
 func (r *Registry) write() error {

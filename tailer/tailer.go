@@ -447,22 +447,7 @@ func (t *Tailer) inputFor(path string) *Input {
 }
 
 // isAt reports whether the file at path is id (same inode, same first bytes).
-func (t *Tailer) isAt(path string, id auditlogin.FileID) bool {
-	f, err := os.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return false
-	}
-	if dev, ino := devIno(fi); dev != id.Dev || ino != id.Ino {
-		return false
-	}
-	fp, err := fingerprint(f, id.FPLen)
-	return err == nil && fp == id.FP
-}
+func (t *Tailer) isAt(path string, id auditlogin.FileID) bool { return fileIs(path, id) }
 
 func (t *Tailer) registryEntries() map[auditlogin.FileID]Known {
 	if t.cfg.Registry == nil {

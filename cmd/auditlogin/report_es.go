@@ -250,19 +250,7 @@ func fromAggs(total int64, a map[string]json.RawMessage, opt report.Options, top
 			r.FailedByUser = append(r.FailedByUser, report.UserCount{User: b.key(), Count: fl})
 		}
 	}
-	sort.Slice(r.Accounts, func(i, j int) bool {
-		x, y := r.Accounts[i], r.Accounts[j]
-		if x.Logins+x.Failures != y.Logins+y.Failures {
-			return x.Logins+x.Failures > y.Logins+y.Failures
-		}
-		return x.User < y.User
-	})
-	sort.Slice(r.FailedByUser, func(i, j int) bool {
-		if r.FailedByUser[i].Count != r.FailedByUser[j].Count {
-			return r.FailedByUser[i].Count > r.FailedByUser[j].Count
-		}
-		return r.FailedByUser[i].User < r.FailedByUser[j].User
-	})
+	report.SortAccounts(r.Accounts, r.FailedByUser)
 	if len(r.FailedByUser) > top {
 		r.FailedByUser = r.FailedByUser[:top]
 	}
