@@ -221,10 +221,14 @@ func (r *Registry) Commit(offsets map[auditlogin.FileID]auditlogin.Committed) er
 	for id, c := range offsets {
 		e := r.entries[id]
 		if e == nil {
-			e = &entry{Dev: id.Dev, Ino: id.Ino, FPLen: id.FPLen, FP: id.FP}
+			e = &entry{Dev: id.Dev, Ino: id.Ino, FPLen: id.FPLen, FP: id.FP, Path: c.Path}
 			r.entries[id] = e
 		}
-		e.Path, e.Offset, e.Updated = c.Path, c.Offset, now
+		// The path stays the one the file was registered under (the path
+		// an input follows): records read from a rotated copy carry the
+		// copy's path, and recovery after a crash looks for the entry by
+		// its input's globs.
+		e.Offset, e.Updated = c.Offset, now
 		r.applyRotated(id, e)
 	}
 	r.prune(now)

@@ -429,7 +429,7 @@ func (t *Tailer) recoverUnseen(ctx context.Context, in *Input, livePath string, 
 			continue
 		}
 		t.log.Info("reading a rotated file that was never seen (rotated away while not being read)", "file", c.path)
-		t.register(id, c.path, 0)
+		t.register(id, livePath, 0) // under the followed path: a restart finds it among that path's rotated files
 		t.runInline(ctx, &harvester{t: t, in: in, f: f, path: c.path, id: id, identified: true, parser: np(), newParser: np, rotated: true})
 	}
 }

@@ -681,3 +681,22 @@ func TestRotatedFileIsNotMarkedDoneBeforeDelivery(t *testing.T) {
 		}
 	}
 }
+
+// An entry keeps the path it was registered under: commits of records read
+// from a rotated copy (which carry the copy's path) must not move it, or a
+// restart would not find the entry by its input's globs.
+func TestRegistryEntryKeepsItsPath(t *testing.T) {
+	r, err := OpenRegistry(filepath.Join(t.TempDir(), "r.json"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := auditlogin.FileID{Dev: 1, Ino: 2, FPLen: 3, FP: "x"}
+	if err := r.Register(id, "/var/lib/mysql/audit_login.log", 0); err != nil {
+		t.Fatal(err)
+	}
+	r.Commit(map[auditlogin.FileID]auditlogin.Committed{id: {Path: "/var/lib/mysql/audit_login.log.1", Offset: 500}})
+	e := r.Entries()[id]
+	if e.Path != "/var/lib/mysql/audit_login.log" || e.Offset != 500 {
+		t.Fatalf("entry %+v: the path moved to the copy's", e)
+	}
+}

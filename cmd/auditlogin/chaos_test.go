@@ -183,11 +183,17 @@ log: {level: debug, format: json}
 	}
 	dumpLog := func() {
 		data, _ := os.ReadFile(filepath.Join(dir, "agent.log"))
-		lines := strings.Split(string(data), "\n")
-		if len(lines) > 60 {
-			lines = lines[len(lines)-60:]
+		var keep []string
+		for _, l := range strings.Split(string(data), "\n") {
+			if strings.Contains(l, `"WARN"`) || strings.Contains(l, `"ERROR"`) || strings.Contains(l, "rotat") ||
+				strings.Contains(l, "truncat") || strings.Contains(l, "starting") {
+				keep = append(keep, l)
+			}
 		}
-		t.Logf("agent log tail:\n%s", strings.Join(lines, "\n"))
+		if len(keep) > 120 {
+			keep = keep[len(keep)-120:]
+		}
+		t.Logf("agent log (warnings, rotations, starts):\n%s", strings.Join(keep, "\n"))
 	}
 
 	w := &chaosWriter{path: logPath, rotEvery: rotEvery}
