@@ -263,6 +263,13 @@ func (p *Pipeline) parseLoop(ctx context.Context, lines <-chan []Line) {
 				if ctx.Err() != nil {
 					return
 				}
+				if ls[i].Idle {
+					if f, ok := ls[i].Parser.(Idler); ok {
+						p.curParser = ls[i].Parser
+						f.Idle(emit)
+					}
+					continue
+				}
 				if ls[i].EndOfFile {
 					if f, ok := ls[i].Parser.(Flusher); ok {
 						p.curParser = ls[i].Parser

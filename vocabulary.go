@@ -54,6 +54,10 @@ type Line struct {
 	// identity (a rotated file read to its end). The pipeline then calls the
 	// parser's Flush, if it has one, so a pending record is rejected, not lost.
 	EndOfFile bool
+	// Idle carries no data: nothing was appended to the file for a while
+	// (tailer.Config.IdleAfter). The pipeline calls the parser's Idle, if it
+	// has one: a parser holding records to look ahead may decide now.
+	Idle bool
 	// Parser is the parser of the file segment this line belongs to. The
 	// tailer makes one per file identity; only the pipeline's parse stage
 	// calls it, from one goroutine, in file order.
@@ -88,6 +92,12 @@ type Parser interface {
 // per format).
 type Formatter interface {
 	Format() string
+}
+
+// Idler is implemented by parsers that hold records waiting for a later
+// line (the general log's Connect lines); see Line.Idle.
+type Idler interface {
+	Idle(emit func(Record))
 }
 
 // Flusher is implemented by parsers that hold an incomplete record between

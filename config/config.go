@@ -193,6 +193,7 @@ type Tail struct {
 	PollInterval     time.Duration `koanf:"poll_interval"`
 	RotateWait       time.Duration `koanf:"rotate_wait"`
 	CloseInactive    time.Duration `koanf:"close_inactive"`
+	IdleAfter        time.Duration `koanf:"idle_after"`
 	MaxLineBytes     ByteSize      `koanf:"max_line_bytes"`
 	FingerprintBytes int           `koanf:"fingerprint_bytes"`
 }
@@ -210,7 +211,7 @@ func Default() Config {
 		Pipeline: Pipeline{BatchSize: 1024, FlushInterval: 500 * time.Millisecond, MaxInFlight: 16384,
 			ShutdownTimeout: 10 * time.Second, RetryInitial: 250 * time.Millisecond, RetryMax: 30 * time.Second},
 		Tail: Tail{ScanInterval: time.Second, PollInterval: 250 * time.Millisecond, RotateWait: 5 * time.Second,
-			CloseInactive: 5 * time.Minute, MaxLineBytes: 1 << 20, FingerprintBytes: 1024},
+			CloseInactive: 5 * time.Minute, IdleAfter: 10 * time.Second, MaxLineBytes: 1 << 20, FingerprintBytes: 1024},
 		Log:     Log{Level: "info", Format: "auto"},
 		Metrics: Metrics{MaxLagBytes: 64 << 20},
 		Enrich: Enrich{Enabled: true, BruteForce: BruteForce{Threshold: 5, Window: 5 * time.Minute},
@@ -722,7 +723,7 @@ func (c *Config) Validate(knownFormat func(string) bool, formats []string) error
 		"pipeline.flush_interval": pl.FlushInterval, "pipeline.shutdown_timeout": pl.ShutdownTimeout,
 		"pipeline.retry_initial": pl.RetryInitial, "pipeline.retry_max": pl.RetryMax,
 		"tail.scan_interval": c.Tail.ScanInterval, "tail.poll_interval": c.Tail.PollInterval,
-		"tail.rotate_wait": c.Tail.RotateWait, "tail.close_inactive": c.Tail.CloseInactive,
+		"tail.rotate_wait": c.Tail.RotateWait, "tail.close_inactive": c.Tail.CloseInactive, "tail.idle_after": c.Tail.IdleAfter,
 	} {
 		if d <= 0 {
 			add(name, "must be a positive duration such as 1s")

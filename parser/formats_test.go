@@ -214,3 +214,23 @@ func BenchmarkParseEnterpriseJSON(b *testing.B) {
 		`  "connection_id": 11,`, `  "account": { "user": "root", "host": "localhost" },`,
 		`  "login": { "user": "root", "os": "", "ip": "::1", "proxy": "" },`, `  "connection_data": { "connection_type": "ssl", "status": 0, "db": "" }`, "},")
 }
+
+// A held Connect is a login once the log has been quiet (Idle).
+func TestGeneralLogIdleResolvesHeldConnects(t *testing.T) {
+	p := NewGeneralLog(Options{Location: time.UTC})
+	var evs []*auditlogin.Event
+	emit := func(r auditlogin.Record) {
+		if r.Event != nil {
+			evs = append(evs, r.Event)
+		}
+	}
+	l := "261125 10:00:01\t    7 Connect\tquiet@10.0.0.1 on  using TCP/IP"
+	p.Feed(auditlogin.Line{Data: []byte(l), Pos: auditlogin.Position{End: int64(len(l) + 1)}}, emit)
+	if len(evs) != 0 {
+		t.Fatal("a Connect line must be held until its connection's next line")
+	}
+	p.Idle(emit)
+	if len(evs) != 1 || evs[0].User.S != "quiet" || evs[0].Type != auditlogin.TypeSuccess {
+		t.Fatalf("after Idle: %+v", evs)
+	}
+}

@@ -202,6 +202,12 @@ func (p *GeneralLog) drain(emit func(auditlogin.Record)) {
 	}
 }
 
+// Idle implements auditlogin.Idler: the log has been quiet (10 s by
+// default): a denial follows its Connect line at once, or within the
+// authentication's delay (PAM's is a few seconds), so a held Connect was a
+// login. A denial later than that would add a failed_login after it.
+func (p *GeneralLog) Idle(emit func(auditlogin.Record)) { p.Flush(emit) }
+
 // Flush implements auditlogin.Flusher: at the end of a complete file, a
 // held Connect was a login.
 func (p *GeneralLog) Flush(emit func(auditlogin.Record)) {

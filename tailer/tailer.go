@@ -67,6 +67,7 @@ type Config struct {
 	PollInterval    time.Duration // an idle harvester checks its file this often (250ms)
 	RotateWait      time.Duration // a renamed or deleted file is read until idle this long (5s)
 	CloseInactive   time.Duration // a harvester idle at EOF this long closes; the scan reopens on growth (5m)
+	IdleAfter       time.Duration // after this long with nothing new, parsers are told (Line.Idle) (10s)
 	FingerprintSize int           // leading bytes that identify a file (1024)
 	MaxLine         int           // longer lines are cut and rejected (1 MiB)
 	ReadSize        int           // bytes read at a time (256 KiB)
@@ -108,6 +109,7 @@ func New(cfg Config) *Tailer {
 	def(&cfg.PollInterval, 250*time.Millisecond)
 	def(&cfg.RotateWait, 5*time.Second)
 	def(&cfg.CloseInactive, 5*time.Minute)
+	def(&cfg.IdleAfter, 10*time.Second)
 	if cfg.FingerprintSize <= 0 {
 		cfg.FingerprintSize = DefaultFingerprintSize
 	}
@@ -624,6 +626,7 @@ func (h *harvester) run(ctx context.Context) {
 	tick := time.NewTicker(t.cfg.PollInterval)
 	defer tick.Stop()
 	idleSince := time.Now()
+	idleSent := true // nothing read yet: nothing to tell
 	for {
 		n, err := h.readOnce(ctx)
 		if err != nil {
@@ -634,7 +637,7 @@ func (h *harvester) run(ctx context.Context) {
 			return
 		}
 		if n > 0 {
-			idleSince = time.Now()
+			idleSince, idleSent = time.Now(), false
 			continue
 		}
 		if h.rotated {
@@ -648,6 +651,15 @@ func (h *harvester) run(ctx context.Context) {
 			return
 		}
 		idle := time.Since(idleSince)
+		if !idleSent && idle >= t.cfg.IdleAfter {
+			idleSent = true
+			l := auditlogin.Line{Idle: true, Parser: h.parser, Pos: auditlogin.Position{File: h.id, Path: h.path, Offset: h.off, End: h.off}}
+			select {
+			case t.out <- []auditlogin.Line{l}:
+			case <-ctx.Done():
+				return
+			}
+		}
 		if idle >= t.cfg.RotateWait && h.gone() {
 			h.endOfFile(ctx)
 			t.log.Info("file was rotated away or deleted and is read to its end; closing it", "file", h.path, "offset", h.off)

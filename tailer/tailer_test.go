@@ -700,3 +700,42 @@ func TestRegistryEntryKeepsItsPath(t *testing.T) {
 		t.Fatalf("entry %+v: the path moved to the copy's", e)
 	}
 }
+
+// idleParser records Idle calls.
+type idleParser struct {
+	textParser
+	mu    *sync.Mutex
+	idles *int
+}
+
+func (p idleParser) Idle(emit func(auditlogin.Record)) { p.mu.Lock(); *p.idles++; p.mu.Unlock() }
+
+// After IdleAfter with nothing new, the parser is told once (and again only
+// after new data).
+func TestIdleIsToldOncePerQuietSpell(t *testing.T) {
+	var mu sync.Mutex
+	idles := 0
+	h := newHarness(t, func(c *Config) {
+		c.IdleAfter = 100 * time.Millisecond
+		c.Inputs[0].NewParser = func() auditlogin.Parser { return idleParser{mu: &mu, idles: &idles} }
+	}, "a.log")
+	p := h.path("a.log")
+	appendTo(t, p, text(seq("a", 0, 2)))
+	h.start()
+	h.waitFor(seq("a", 0, 2))
+	time.Sleep(400 * time.Millisecond)
+	mu.Lock()
+	n := idles
+	mu.Unlock()
+	if n != 1 {
+		t.Fatalf("told %d times in one quiet spell, want 1", n)
+	}
+	appendTo(t, p, text(seq("a", 2, 3)))
+	time.Sleep(400 * time.Millisecond)
+	mu.Lock()
+	n = idles
+	mu.Unlock()
+	if n != 2 {
+		t.Fatalf("told %d times after a second quiet spell, want 2", n)
+	}
+}
