@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -162,7 +163,7 @@ func (e *Enricher) Enrich(ev *auditlogin.Event) {
 		}
 		e.seen[key] = ev.Timestamp.Unix()
 		e.seenDirty = true
-		if len(e.seen) > e.cfg.MaxSeen+e.cfg.MaxSeen/10 {
+		if len(e.seen) > e.cfg.MaxSeen {
 			e.trimSeen()
 		}
 		e.mu.Unlock()
@@ -213,19 +214,21 @@ func (e *Enricher) pruneFails(t time.Time) {
 	}
 }
 
-// trimSeen keeps the MaxSeen most recently seen entries; mu is held.
+// trimSeen drops the least recently seen entries down to 90% of MaxSeen
+// (so it runs once per 20% of growth); mu is held. The cutoff comes from a
+// sort of the times alone.
 func (e *Enricher) trimSeen() {
-	type kv struct {
-		k string
-		t int64
+	times := make([]int64, 0, len(e.seen))
+	for _, t := range e.seen {
+		times = append(times, t)
 	}
-	all := make([]kv, 0, len(e.seen))
+	slices.Sort(times)
+	keep := e.cfg.MaxSeen * 9 / 10
+	cutoff := times[len(times)-keep]
 	for k, t := range e.seen {
-		all = append(all, kv{k, t})
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i].t > all[j].t })
-	for _, x := range all[e.cfg.MaxSeen:] {
-		delete(e.seen, x.k)
+		if t < cutoff {
+			delete(e.seen, k)
+		}
 	}
 }
 
