@@ -16,6 +16,7 @@ import (
 	"github.com/auditlogin/auditlogin"
 	"github.com/auditlogin/auditlogin/config"
 	"github.com/auditlogin/auditlogin/enrich"
+	"github.com/auditlogin/auditlogin/internal/clientcfg"
 	"github.com/auditlogin/auditlogin/metrics"
 	"github.com/auditlogin/auditlogin/outputs/elasticsearch"
 	"github.com/auditlogin/auditlogin/outputs/file"
@@ -125,11 +126,11 @@ func flushInterval(cfg config.Config) time.Duration {
 // newESOutput makes the Elasticsearch output of the config (setup and
 // report use it too, for its client).
 func newESOutput(e *config.Elasticsearch, log *slog.Logger) (*elasticsearch.Output, error) {
-	pass, err := kafka.Secret(e.Password, e.PasswordEnv, e.PasswordFile)
+	pass, err := clientcfg.Secret("password", e.Password, e.PasswordEnv, e.PasswordFile)
 	if err != nil {
 		return nil, fmt.Errorf("outputs.elasticsearch.%w", err)
 	}
-	key, err := kafka.SecretNamed("api_key", e.APIKey, e.APIKeyEnv, e.APIKeyFile)
+	key, err := clientcfg.Secret("api_key", e.APIKey, e.APIKeyEnv, e.APIKeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("outputs.elasticsearch.%w", err)
 	}

@@ -11,15 +11,12 @@ package elasticsearch
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -28,6 +25,7 @@ import (
 	"github.com/elastic/go-elasticsearch/v8/esapi"
 
 	"github.com/auditlogin/auditlogin"
+	"github.com/auditlogin/auditlogin/internal/clientcfg"
 )
 
 // DefaultIndex is a daily index from the event's own @timestamp (UTC), so a
@@ -105,24 +103,9 @@ func New(cfg Config) (*Output, error) {
 	}
 	httpTr := http.DefaultTransport.(*http.Transport).Clone()
 	httpTr.ResponseHeaderTimeout = cfg.Timeout
-	tc := &tls.Config{InsecureSkipVerify: cfg.InsecureTLS, MinVersion: tls.VersionTLS12}
-	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("tls.ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls.ca_file: %s holds no PEM certificate", cfg.CAFile)
-		}
-		tc.RootCAs = pool
-	}
-	if cfg.CertFile != "" || cfg.KeyFile != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("tls.cert_file/key_file: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
+	tc, err := clientcfg.TLS(cfg.CAFile, cfg.CertFile, cfg.KeyFile, "", cfg.InsecureTLS)
+	if err != nil {
+		return nil, fmt.Errorf("tls.%w", err)
 	}
 	httpTr.TLSClientConfig = tc
 	hdr := http.Header{}

@@ -10,11 +10,9 @@ package kafka
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -27,6 +25,7 @@ import (
 	"github.com/segmentio/kafka-go/sasl/scram"
 
 	"github.com/auditlogin/auditlogin"
+	"github.com/auditlogin/auditlogin/internal/clientcfg"
 )
 
 // Config configures the output. Zero values take the defaults noted.
@@ -194,64 +193,11 @@ func New(cfg Config) (*Output, error) {
 }
 
 func tlsConfig(c *TLS) (*tls.Config, error) {
-	tc := &tls.Config{ServerName: c.ServerName, InsecureSkipVerify: c.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
-	if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca_file: %s holds no PEM certificate", c.CAFile)
-		}
-		tc.RootCAs = pool
-	}
-	if c.CertFile != "" || c.KeyFile != "" {
-		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("cert_file/key_file: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
-}
-
-// Secret resolves a password given inline, by environment variable or by
-// file (trailing newline dropped). Exactly one source may be set.
-func Secret(inline, env, file string) (string, error) {
-	return SecretNamed("password", inline, env, file)
-}
-
-// SecretNamed is Secret for a secret whose keys are name, name_env and
-// name_file (api_key, api_key_env, api_key_file ...).
-func SecretNamed(name, inline, env, file string) (string, error) {
-	n := 0
-	for _, s := range []string{inline, env, file} {
-		if s != "" {
-			n++
-		}
-	}
-	switch {
-	case n > 1:
-		return "", fmt.Errorf("set only one of %s, %s_env, %s_file", name, name, name)
-	case env != "":
-		v, ok := os.LookupEnv(env)
-		if !ok {
-			return "", fmt.Errorf("%s_env: variable %s is not set", name, env)
-		}
-		return v, nil
-	case file != "":
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return "", fmt.Errorf("%s_file: %w", name, err)
-		}
-		return strings.TrimRight(string(b), "\r\n"), nil
-	}
-	return inline, nil
+	return clientcfg.TLS(c.CAFile, c.CertFile, c.KeyFile, c.ServerName, c.InsecureSkipVerify)
 }
 
 func mechanism(c *SASL) (sasl.Mechanism, error) {
-	pass, err := Secret(c.Password, c.PasswordEnv, c.PasswordFile)
+	pass, err := clientcfg.Secret("password", c.Password, c.PasswordEnv, c.PasswordFile)
 	if err != nil {
 		return nil, err
 	}
