@@ -37,14 +37,13 @@ type Config struct {
 	BruteForceWindow    time.Duration // within this window of event time (5m)
 	MaxTracked          int           // ips/users tracked for brute force at once (100000)
 
-	NewSource     bool   // tag new_source
-	SeenPath      string // where the seen-set is kept ("" keeps it in memory only)
-	MaxSeen       int    // (server, account, source) entries kept, least recently seen dropped first (100000)
-	FlushInterval time.Duration
+	NewSource bool   // tag new_source
+	SeenPath  string // where the seen-set is kept ("" keeps it in memory only)
+	MaxSeen   int    // (server, account, source) entries kept, least recently seen dropped first (100000)
 }
 
-// Enricher applies the rules. Enrich is called from one goroutine; Flush and
-// Close may be called from another.
+// Enricher applies the rules. Enrich is called from one goroutine; Flush may
+// be called from another at any time (the agent does, every few seconds).
 type Enricher struct {
 	cfg Config
 
@@ -53,7 +52,6 @@ type Enricher struct {
 	mu        sync.Mutex // guards seen against Flush
 	seen      map[string]int64
 	seenDirty bool
-	lastFlush time.Time
 }
 
 // window holds the times of the last failures of one key, oldest first.
@@ -74,9 +72,6 @@ func New(cfg Config) (*Enricher, error) {
 	}
 	if cfg.MaxSeen <= 0 {
 		cfg.MaxSeen = 100000
-	}
-	if cfg.FlushInterval <= 0 {
-		cfg.FlushInterval = 10 * time.Second
 	}
 	e := &Enricher{cfg: cfg, fails: map[string]*window{}, seen: map[string]int64{}}
 	if cfg.NewSource && cfg.SeenPath != "" {
@@ -242,17 +237,6 @@ type seenFile struct {
 	Seen    []seenEntry `json:"seen"`
 }
 
-// MaybeFlush writes the seen-set if it changed and FlushInterval passed.
-func (e *Enricher) MaybeFlush() error {
-	e.mu.Lock()
-	due := e.seenDirty && time.Since(e.lastFlush) >= e.cfg.FlushInterval
-	e.mu.Unlock()
-	if !due {
-		return nil
-	}
-	return e.Flush()
-}
-
 // Flush writes the seen-set atomically (temp file, fsync, rename).
 func (e *Enricher) Flush() error {
 	if !e.cfg.NewSource || e.cfg.SeenPath == "" {
@@ -268,7 +252,6 @@ func (e *Enricher) Flush() error {
 		f.Seen = append(f.Seen, seenEntry{k, t})
 	}
 	e.seenDirty = false
-	e.lastFlush = time.Now()
 	e.mu.Unlock()
 	sort.Slice(f.Seen, func(i, j int) bool { return f.Seen[i].Key < f.Seen[j].Key })
 	data, err := json.Marshal(f)

@@ -262,7 +262,24 @@ func runAgent(ctx context.Context, cfg config.Config, o agentOptions) error {
 			closeAll()
 			return fmt.Errorf("enrich.new_source: %w", err)
 		}
+		// The seen-set is written every 10s (off the per-event path) and at the end.
+		flushDone := make(chan struct{})
+		go func() {
+			tick := time.NewTicker(10 * time.Second)
+			defer tick.Stop()
+			for {
+				select {
+				case <-flushDone:
+					return
+				case <-tick.C:
+					if err := tagger.Flush(); err != nil {
+						log.Error("writing the seen-sources file", "err", err)
+					}
+				}
+			}
+		}()
 		defer func() {
+			close(flushDone)
 			if err := tagger.Flush(); err != nil {
 				log.Error("writing the seen-sources file", "err", err)
 			}
@@ -275,9 +292,6 @@ func runAgent(ctx context.Context, cfg config.Config, o agentOptions) error {
 		}
 		if tagger != nil {
 			tagger.Enrich(ev)
-			if err := tagger.MaybeFlush(); err != nil {
-				log.Error("writing the seen-sources file", "err", err)
-			}
 		}
 	}
 
