@@ -1,8 +1,6 @@
 package enrich
 
 import (
-	"bufio"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,36 +8,11 @@ import (
 	"time"
 
 	"github.com/auditlogin/auditlogin"
+	"github.com/auditlogin/auditlogin/internal/samples"
 )
 
-// sample reads the announcement's records (valid JSON, no hostile names) as
-// events, the way the audit_login parser maps them.
-func sample(t testing.TB) []*auditlogin.Event {
-	t.Helper()
-	f, err := os.Open("../examples/audit_login.log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var evs []*auditlogin.Event
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var r map[string]string
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			t.Fatal(err)
-		}
-		ns := func(s string) auditlogin.NullString {
-			if s == "(null)" {
-				return auditlogin.Null
-			}
-			return auditlogin.Str(s)
-		}
-		ts, _ := time.Parse("2006-01-02 15:04:05", r["ts"])
-		evs = append(evs, &auditlogin.Event{Timestamp: ts, TS: r["ts"], Type: r["type"], MyHost: r["myhost"],
-			Thread: r["thread"], User: ns(r["user"]), PrivUser: ns(r["priv_user"]), Host: ns(r["host"]), IP: ns(r["ip"])})
-	}
-	return evs
-}
+// sample is the announcement's 11 records as events.
+func sample(t testing.TB) []*auditlogin.Event { return samples.Announcement(t) }
 
 func tagged(evs []*auditlogin.Event, tag string) []string {
 	var out []string

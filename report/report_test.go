@@ -1,50 +1,22 @@
 package report
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/auditlogin/auditlogin"
+	"github.com/auditlogin/auditlogin/internal/samples"
 )
 
-// sample reads the announcement's 11 records (valid JSON) as events, as the
-// audit_login parser maps them.
-func sample(t testing.TB) []*auditlogin.Event {
-	t.Helper()
-	f, err := os.Open("../examples/audit_login.log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var evs []*auditlogin.Event
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var r map[string]string
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			t.Fatal(err)
-		}
-		ns := func(s string) auditlogin.NullString {
-			if s == "(null)" {
-				return auditlogin.Null
-			}
-			return auditlogin.Str(s)
-		}
-		ts, _ := time.Parse("2006-01-02 15:04:05", r["ts"])
-		evs = append(evs, &auditlogin.Event{Timestamp: ts, Type: r["type"], MyHost: r["myhost"],
-			User: ns(r["user"]), PrivUser: ns(r["priv_user"]), Host: ns(r["host"]), IP: ns(r["ip"])})
-	}
-	return evs
-}
+// sample is the announcement's 11 records as events.
+func sample(t testing.TB) []*auditlogin.Event { return samples.Announcement(t) }
 
-// The announcement's 11 lines give exactly the figures a DBA reads off them.
 func TestAnnouncementFigures(t *testing.T) {
 	a := New(Options{})
 	for _, ev := range sample(t) {
