@@ -64,6 +64,8 @@ type Event struct {
 	// Encoded is the event's JSON, filled once by the pipeline before the
 	// batch goes to the outputs, which share it read-only.
 	Encoded []byte
+
+	batch *batch // the pipeline's batch this event is acknowledged with
 }
 
 // AgentInfo names the agent that shipped an event.
@@ -169,7 +171,7 @@ func (e *Event) ComputeID() string {
 // differ only in such bytes still get different ids).
 func (e *Event) AppendJSON(dst []byte) []byte {
 	dst = append(dst, `{"@timestamp":"`...)
-	dst = e.Timestamp.UTC().AppendFormat(dst, "2006-01-02T15:04:05.000Z07:00")
+	dst = appendTimestamp(dst, e.Timestamp)
 	dst = append(dst, `","ts":`...)
 	dst = AppendJSONString(dst, e.TS)
 	dst = append(dst, `,"type":`...)
@@ -224,6 +226,24 @@ func (e *Event) AppendJSON(dst []byte) []byte {
 	return append(dst, '}')
 }
 
+// appendTimestamp appends t in UTC as 2006-01-02T15:04:05.000Z, the layout
+// time.Format would give, without parsing a layout per event. Years outside
+// 0-9999 (which no log holds) fall back to time.Format.
+func appendTimestamp(dst []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(dst, "2006-01-02T15:04:05.000Z07:00")
+	}
+	hour, min, sec := t.Clock()
+	ms := t.Nanosecond() / 1e6
+	return append(dst,
+		byte('0'+year/1000), byte('0'+year/100%10), byte('0'+year/10%10), byte('0'+year%10), '-',
+		byte('0'+int(month)/10), byte('0'+int(month)%10), '-', byte('0'+day/10), byte('0'+day%10), 'T',
+		byte('0'+hour/10), byte('0'+hour%10), ':', byte('0'+min/10), byte('0'+min%10), ':',
+		byte('0'+sec/10), byte('0'+sec%10), '.', byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), 'Z')
+}
+
 func sortedKeys(m map[string]string) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
@@ -247,12 +267,34 @@ func appendNull(dst []byte, s NullString) []byte {
 
 const hexDigits = "0123456789abcdef"
 
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// needsLook reports whether any of the eight bytes in x is below 0x20, a
+// '"', a '\\' or not ASCII (the classic "has a zero byte" bit trick).
+func needsLook(x uint64) bool {
+	zero := func(v uint64) uint64 { return (v - lsb) & ^v & msb }
+	return (x&msb | (x-lsb*0x20)&^x&msb | zero(x^(lsb*'"')) | zero(x^(lsb*'\\'))) != 0
+}
+
 // AppendJSONString appends s as a JSON string. Control characters, quotes and
 // backslashes are escaped; bytes that are not valid UTF-8 become U+FFFD.
 func AppendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
+	// Fast path: eight bytes at a time while none needs a look (a control
+	// character, '"', '\\' or a byte of a multi-byte sequence).
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		if needsLook(x) {
+			break
+		}
+	}
 	start := 0
-	for i := 0; i < len(s); {
+	for i < len(s) {
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if c >= 0x20 && c != '"' && c != '\\' {

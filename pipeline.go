@@ -27,9 +27,15 @@ type PipelineConfig struct {
 	// id is computed (if the parser left it empty) and the event is encoded.
 	Enrich func(*Event)
 
-	BatchSize       int           // events per batch (default 1024)
-	FlushInterval   time.Duration // a partial batch waits at most this long (default 200ms)
-	MaxInFlight     int           // unacknowledged records before reading blocks (default 16*BatchSize, at least 2*BatchSize)
+	BatchSize     int           // events per batch (default 1024)
+	FlushInterval time.Duration // a partial batch waits at most this long (default 200ms)
+	MaxInFlight   int           // unacknowledged records before reading blocks (default 16*BatchSize, at least 2*BatchSize)
+	// MaxInFlightBytes bounds the memory of unacknowledged events: the sum
+	// of their encoded size plus EventOverhead each (default 8 MiB).
+	MaxInFlightBytes int64
+	// Workers is how many writes each output may have in flight when the
+	// output does not say (Concurrent); default 1.
+	Workers         int
 	CommitInterval  time.Duration // how often acknowledged offsets are committed (default 1s)
 	ShutdownTimeout time.Duration // how long a graceful stop waits for outputs (default 10s)
 	RetryInitial    time.Duration // first retry delay of a failing output (default 250ms)
@@ -64,6 +70,7 @@ type Pipeline struct {
 	// parse-stage state (one goroutine)
 	cur       *batch
 	curParser Parser // the parser being fed (for per-format counts)
+	scratch   []byte // encoding buffer
 
 	rejWindow                time.Time // rejected-record log limiting
 	rejLogged, rejSuppressed int
@@ -81,6 +88,7 @@ type Pipeline struct {
 type outState struct {
 	out     Output
 	ch      chan *batch
+	workers int
 	down    atomic.Bool
 	shipped atomic.Int64
 	retries atomic.Int64
@@ -90,8 +98,13 @@ type outState struct {
 type batch struct {
 	events  []*Event
 	tickets []ticket
-	pending atomic.Int32
+	pending atomic.Int64 // (output, event) deliveries still to finish
 }
+
+// EventOverhead is what an event takes in memory besides its encoded JSON
+// (the Event, its strings, the batch slots), counted against
+// MaxInFlightBytes.
+const EventOverhead = 384
 
 // NewPipeline checks cfg and fills defaults.
 func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
@@ -113,6 +126,12 @@ func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
 	if cfg.MaxInFlight < 2*cfg.BatchSize {
 		cfg.MaxInFlight = 2 * cfg.BatchSize
 	}
+	if cfg.MaxInFlightBytes <= 0 {
+		cfg.MaxInFlightBytes = 8 << 20
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 1
+	}
 	if cfg.CommitInterval <= 0 {
 		cfg.CommitInterval = time.Second
 	}
@@ -128,9 +147,13 @@ func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
 			cfg.RetryMax = cfg.RetryInitial
 		}
 	}
-	p := &Pipeline{cfg: cfg, log: cfg.Logger, tr: newTracker(cfg.MaxInFlight), errsByFormat: map[string]int64{}}
+	p := &Pipeline{cfg: cfg, log: cfg.Logger, tr: newTracker(cfg.MaxInFlight, cfg.MaxInFlightBytes), errsByFormat: map[string]int64{}}
 	for _, o := range cfg.Outputs {
-		p.outs = append(p.outs, &outState{out: o, ch: make(chan *batch, 2)})
+		w := cfg.Workers
+		if c, ok := o.(Concurrent); ok && c.Workers() > 0 {
+			w = c.Workers()
+		}
+		p.outs = append(p.outs, &outState{out: o, ch: make(chan *batch, 1), workers: w})
 	}
 	return p, nil
 }
@@ -289,21 +312,39 @@ func (p *Pipeline) parseLoop(ctx context.Context, lines <-chan []Line) {
 	}
 }
 
-// emit handles one record from a parser: tracked, then batched, dead-lettered
-// or skipped. Called only from the parse goroutine.
+// emit handles one record from a parser: encoded, tracked (which may block
+// while too much is in flight), then batched, dead-lettered or skipped.
+// Called only from the parse goroutine.
 func (p *Pipeline) emit(rec Record) {
 	p.records.Add(1)
 	if p.cur == nil {
 		p.cur = &batch{}
 	}
-	if p.tr.full() {
+	size := len(rec.Raw)
+	if ev := rec.Event; ev != nil {
+		if p.cfg.Enrich != nil {
+			p.cfg.Enrich(ev)
+		}
+		if ev.ID == "" {
+			ev.ID = ev.ComputeID()
+		}
+		if ev.Tags == nil {
+			ev.Tags = []string{}
+		}
+		// Encode into a reused buffer, then keep an exact-size copy: one
+		// allocation per event, no slack held while it is in flight.
+		p.scratch = ev.AppendJSON(p.scratch[:0])
+		ev.Encoded = append([]byte(nil), p.scratch...)
+		size = len(ev.Encoded) + EventOverhead
+	}
+	tk, ok := p.tr.TryTrack(rec.Pos, size)
+	if !ok {
 		// Reading is about to block until outputs acknowledge: hand them what
 		// is batched so far first, or nothing would ever acknowledge.
 		p.dispatch()
-	}
-	tk, ok := p.tr.Track(p.stopCtx, rec.Pos)
-	if !ok {
-		return
+		if tk, ok = p.tr.Track(p.stopCtx, rec.Pos, size); !ok {
+			return
+		}
 	}
 	p.cur.tickets = append(p.cur.tickets, tk)
 	switch {
@@ -319,19 +360,8 @@ func (p *Pipeline) emit(rec Record) {
 		p.logRejected(rec)
 		p.deadLetter(DeadLetterEntry{Path: rec.Pos.Path, Offset: rec.Pos.Offset, Reason: rec.Err.Error(), Raw: rec.Raw})
 	case rec.Event != nil:
-		ev := rec.Event
 		p.events.Add(1)
-		if p.cfg.Enrich != nil {
-			p.cfg.Enrich(ev)
-		}
-		if ev.ID == "" {
-			ev.ID = ev.ComputeID()
-		}
-		if ev.Tags == nil {
-			ev.Tags = []string{}
-		}
-		ev.Encoded = ev.AppendJSON(make([]byte, 0, 384))
-		p.cur.events = append(p.cur.events, ev)
+		p.cur.events = append(p.cur.events, rec.Event)
 	}
 	if len(p.cur.events) >= p.cfg.BatchSize {
 		p.dispatch()
@@ -385,7 +415,10 @@ func (p *Pipeline) dispatch() {
 		p.tr.Ack(b.tickets) // only rejections and skips: nothing to deliver
 		return
 	}
-	b.pending.Store(int32(len(p.outs)))
+	b.pending.Store(int64(len(p.outs) * len(b.events)))
+	for _, ev := range b.events {
+		ev.batch = b
+	}
 	for _, o := range p.outs {
 		select {
 		case o.ch <- b:
@@ -395,98 +428,249 @@ func (p *Pipeline) dispatch() {
 	}
 }
 
+// done records that one output has finished with n events of b (delivered
+// or dead-lettered); when every output has finished every event, the
+// batch's records are acknowledged.
+func (p *Pipeline) done(b *batch, n int) {
+	if b.pending.Add(-int64(n)) == 0 {
+		p.tr.Ack(b.tickets)
+	}
+}
+
+// doneAll calls done for each run of events of the same batch.
+func (p *Pipeline) doneAll(evs []*Event) {
+	for i := 0; i < len(evs); {
+		j := i + 1
+		for j < len(evs) && evs[j].batch == evs[i].batch {
+			j++
+		}
+		p.done(evs[i].batch, j-i)
+		i = j
+	}
+}
+
+// writeResult is what one Write of a unit came to.
+type writeResult struct {
+	retry    []*Event // refused for now: to be sent again
+	accepted int      // delivered or dead-lettered
+	err      error    // the Write's error, if any
+	took     time.Duration
+	n        int
+}
+
+// runOutput feeds one output: it keeps up to Workers writes in flight, each
+// a unit of at most BatchSize events taken from refused items first and then
+// new batches. Acknowledgements come per event, in whatever order writes
+// finish; the tracker moves offsets only over the contiguous prefix.
+// Backoff grows only while writes accept nothing (an outage), and then
+// one write at a time probes the destination; a write that accepts some
+// items resets it, and its refused items go out with the next unit, so a
+// cluster that refuses some items under pressure slows delivery only by the
+// share it refuses. The loop ends when the queue is closed and everything
+// taken is delivered, or when ctx ends (what is unacknowledged then is read
+// again on restart).
 func (p *Pipeline) runOutput(ctx context.Context, o *outState) {
-	for b := range o.ch {
-		if ctx.Err() != nil {
-			continue // drain the queue; nothing more is acknowledged
+	work := make(chan []*Event)
+	results := make(chan writeResult, o.workers)
+	var wg sync.WaitGroup
+	for range o.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for unit := range work {
+				results <- p.write(ctx, o, unit)
+			}
+		}()
+	}
+	defer func() {
+		close(work)
+		wg.Wait()
+	}()
+
+	name := o.out.Name()
+	initial, maxDelay := p.cfg.RetryInitial, p.cfg.RetryMax
+	if r, ok := o.out.(Retrier); ok {
+		if i, m := r.RetryBackoff(); i > 0 && m >= i {
+			initial, maxDelay = i, m
 		}
-		start := time.Now()
-		if !p.deliver(ctx, o, b.events) {
-			continue
+	}
+	delay := initial
+	var (
+		queue     []*Event // refused items first, then new events
+		retryN    int      // queue[:retryN] are refused items
+		inFlight  int
+		closed    bool
+		wait      *time.Timer
+		waitC     <-chan time.Time
+		refusing  bool // some items refused lately (not an outage)
+		lastRefus time.Time
+		refusedN  int64
+	)
+	for {
+		if inFlight == 0 && (ctx.Err() != nil || (closed && len(queue) == 0)) {
+			if wait != nil {
+				wait.Stop()
+			}
+			return
 		}
-		if p.cfg.OnBatch != nil {
-			p.cfg.OnBatch(o.out.Name(), time.Since(start), len(b.events))
+		limit := o.workers
+		if o.down.Load() {
+			limit = 1 // an outage: one probe at a time
 		}
-		if b.pending.Add(-1) == 0 {
-			p.tr.Ack(b.tickets)
+		var send chan []*Event
+		var unit []*Event
+		if inFlight < limit && waitC == nil && len(queue) > 0 && ctx.Err() == nil {
+			n := min(len(queue), p.cfg.BatchSize)
+			unit = queue[:n:n]
+			send = work
+		}
+		var in chan *batch
+		if !closed && len(queue)-retryN < p.cfg.BatchSize {
+			in = o.ch
+			// Take what is already queued before forming a unit, so that
+			// refused items go out with new events where there are any.
+			select {
+			case b, ok := <-in:
+				if !ok {
+					closed = true
+				} else {
+					queue = append(queue, b.events...)
+				}
+				continue
+			default:
+			}
+		}
+		select {
+		case send <- unit:
+			inFlight++
+			retryN = max(retryN-len(unit), 0)
+			queue = queue[len(unit):]
+			if len(queue) == 0 {
+				queue = nil // let the backing array go
+			}
+		case b, ok := <-in:
+			if !ok {
+				closed = true
+				continue
+			}
+			queue = append(queue, b.events...)
+		case r := <-results:
+			inFlight--
+			if ctx.Err() != nil {
+				continue // stopping: nothing more is acknowledged
+			}
+			if p.cfg.OnBatch != nil && r.accepted > 0 {
+				p.cfg.OnBatch(name, r.took, r.accepted)
+			}
+			if len(r.retry) > 0 {
+				o.retried.Add(int64(len(r.retry)))
+				// Refused items go first in the next unit.
+				q := make([]*Event, 0, len(r.retry)+len(queue))
+				q = append(q, queue[:retryN]...)
+				q = append(q, r.retry...)
+				q = append(q, queue[retryN:]...)
+				queue, retryN = q, retryN+len(r.retry)
+			}
+			switch {
+			case r.accepted > 0 || len(r.retry) == 0:
+				delay = initial
+				if o.down.Load() {
+					o.down.Store(false)
+					p.log.Info("output recovered", "output", name)
+				}
+				if len(r.retry) > 0 {
+					refusedN += int64(len(r.retry))
+					lastRefus = time.Now()
+					if !refusing {
+						refusing = true
+						p.log.Warn("output refuses some items; sending them again with new events",
+							"output", name, "refused", len(r.retry), "of", r.n, "err", r.err)
+					}
+				} else if refusing && time.Since(lastRefus) > refusalQuiet {
+					refusing = false
+					p.log.Info("output accepts every item again", "output", name, "refused_meanwhile", refusedN)
+					refusedN = 0
+				}
+			case waitC == nil:
+				// Nothing accepted: an outage, or every item refused.
+				if !o.down.Load() {
+					o.down.Store(true)
+					p.log.Warn("output failing; retrying with backoff, reading is held back until it recovers",
+						"output", name, "err", r.err)
+				}
+				// Full jitter over [delay/2, delay], capped exponential growth.
+				d := delay/2 + time.Duration(rand.Int64N(int64(delay/2)+1))
+				wait = time.NewTimer(d)
+				waitC = wait.C
+				delay = min(delay*2, maxDelay)
+			}
+		case <-waitC:
+			waitC = nil
+		case <-ctx.Done():
 		}
 	}
 }
 
-// deliver writes events to one output until each is delivered or
-// dead-lettered; false means ctx ended first.
-func (p *Pipeline) deliver(ctx context.Context, o *outState, events []*Event) bool {
+// refusalQuiet is how long an output must accept every item before the
+// "refuses some items" state ends (one log line per state, not per batch).
+const refusalQuiet = 30 * time.Second
+
+// write sends one unit and settles what it can: delivered and permanently
+// refused items are done (the latter dead-lettered); the others come back
+// in retry. After ctx ends nothing is settled.
+func (p *Pipeline) write(ctx context.Context, o *outState, unit []*Event) writeResult {
 	name := o.out.Name()
-	todo := events
-	delay, maxDelay := p.cfg.RetryInitial, p.cfg.RetryMax
-	if r, ok := o.out.(Retrier); ok {
-		if i, m := r.RetryBackoff(); i > 0 && m >= i {
-			delay, maxDelay = i, m
-		}
+	start := time.Now()
+	err := o.out.Write(ctx, unit)
+	r := writeResult{err: err, took: time.Since(start), n: len(unit)}
+	if err == nil {
+		o.shipped.Add(int64(len(unit)))
+		r.accepted = len(unit)
+		p.doneAll(unit)
+		return r
 	}
-	for {
-		err := o.out.Write(ctx, todo)
-		if err == nil {
-			o.shipped.Add(int64(len(todo)))
-			if o.down.Load() {
-				o.down.Store(false)
-				p.log.Info("output recovered", "output", name)
+	if ctx.Err() != nil {
+		return writeResult{}
+	}
+	o.retries.Add(1)
+	var pe *PartialError
+	switch {
+	case errors.As(err, &pe):
+		failed := make(map[int]bool, len(pe.Failed))
+		var settled []*Event
+		for _, f := range pe.Failed {
+			if f.Index < 0 || f.Index >= len(unit) || failed[f.Index] {
+				continue
 			}
-			return true
-		}
-		if ctx.Err() != nil {
-			return false
-		}
-		o.retries.Add(1)
-		var retry []*Event
-		var pe *PartialError
-		switch {
-		case errors.As(err, &pe):
-			failed := make(map[int]bool, len(pe.Failed))
-			for _, f := range pe.Failed {
-				if f.Index < 0 || f.Index >= len(todo) || failed[f.Index] {
-					continue
-				}
-				failed[f.Index] = true
-				ev := todo[f.Index]
-				if errors.Is(f.Err, ErrPermanent) {
-					p.deadLetter(DeadLetterEntry{Path: ev.Path, Offset: ev.Offset, Output: name,
-						Reason: f.Err.Error(), Event: ev})
-				} else {
-					retry = append(retry, ev)
-				}
-			}
-			o.shipped.Add(int64(len(todo) - len(failed)))
-		case errors.Is(err, ErrPermanent):
-			for _, ev := range todo {
+			failed[f.Index] = true
+			ev := unit[f.Index]
+			if errors.Is(f.Err, ErrPermanent) {
 				p.deadLetter(DeadLetterEntry{Path: ev.Path, Offset: ev.Offset, Output: name,
-					Reason: err.Error(), Event: ev})
+					Reason: f.Err.Error(), Event: ev})
+				settled = append(settled, ev)
+			} else {
+				r.retry = append(r.retry, ev)
 			}
-		default:
-			retry = todo
 		}
-		if len(retry) == 0 {
-			return true
+		for i, ev := range unit {
+			if !failed[i] {
+				settled = append(settled, ev)
+			}
 		}
-		o.retried.Add(int64(len(retry)))
-		if !o.down.Load() {
-			o.down.Store(true)
-			p.log.Warn("output failing; retrying with backoff, reading is held back until it recovers",
-				"output", name, "err", err)
+		o.shipped.Add(int64(len(unit) - len(failed)))
+		r.accepted = len(settled)
+		p.doneAll(settled)
+	case errors.Is(err, ErrPermanent):
+		for _, ev := range unit {
+			p.deadLetter(DeadLetterEntry{Path: ev.Path, Offset: ev.Offset, Output: name,
+				Reason: err.Error(), Event: ev})
 		}
-		todo = retry
-		// Full jitter over [delay/2, delay], capped exponential growth.
-		d := delay/2 + time.Duration(rand.Int64N(int64(delay/2)+1))
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(d):
-		}
-		delay *= 2
-		if delay > maxDelay {
-			delay = maxDelay
-		}
+		r.accepted = len(unit)
+		p.doneAll(unit)
+	default:
+		r.retry = unit
 	}
+	return r
 }
 
 // commit syncs outputs and the dead-letter file, then writes the offsets that

@@ -11,15 +11,20 @@ import (
 // no later acknowledgement can jump (the mistake promtail and telegraf's tail
 // make by saving the read offset).
 //
-// It also bounds the records in flight: Track blocks while max are unacked,
-// which is how a stalled output stops the tailer from reading, keeping memory
-// bounded while the log file itself is the buffer.
+// It also bounds what is in flight, in records and in bytes: Track blocks
+// while max records or maxBytes are unacked, which is how a stalled output
+// stops the tailer from reading, keeping memory bounded while the log file
+// itself is the buffer. One record is always let in when nothing is in
+// flight, however large, so that a record above maxBytes cannot wedge it.
 type tracker struct {
 	mu       sync.Mutex
 	cond     *sync.Cond
 	files    map[FileID]*fileTrack
 	inFlight int
+	bytes    int64
 	max      int
+	maxBytes int64
+	waiting  int // Track calls blocked now (tests wait for it)
 }
 
 type fileTrack struct {
@@ -33,6 +38,7 @@ type fileTrack struct {
 
 type span struct {
 	end   int64
+	size  int32
 	acked bool
 }
 
@@ -42,8 +48,13 @@ type ticket struct {
 	seq uint64
 }
 
-func newTracker(max int) *tracker {
-	t := &tracker{files: map[FileID]*fileTrack{}, max: max}
+// newTracker bounds what is in flight to max records and maxBytes bytes
+// (maxBytes <= 0: no byte bound).
+func newTracker(max int, maxBytes int64) *tracker {
+	if maxBytes <= 0 {
+		maxBytes = 1 << 62
+	}
+	t := &tracker{files: map[FileID]*fileTrack{}, max: max, maxBytes: maxBytes}
 	t.cond = sync.NewCond(&t.mu)
 	return t
 }
@@ -52,20 +63,40 @@ func newTracker(max int) *tracker {
 func (t *tracker) full() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.inFlight >= t.max
+	return t.isFull()
 }
 
-// Track registers a record in flight, blocking while too many are. It returns
-// false only when ctx is done.
-func (t *tracker) Track(ctx context.Context, pos Position) (ticket, bool) {
+func (t *tracker) isFull() bool {
+	return t.inFlight > 0 && (t.inFlight >= t.max || t.bytes >= t.maxBytes)
+}
+
+// Track registers a record of size bytes in flight, blocking while too many
+// records or bytes are. It returns false only when ctx is done.
+func (t *tracker) Track(ctx context.Context, pos Position, size int) (ticket, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for t.inFlight >= t.max {
+	for t.isFull() {
 		if ctx.Err() != nil {
 			return ticket{}, false
 		}
+		t.waiting++
 		t.cond.Wait()
+		t.waiting--
 	}
+	return t.add(pos, size), true
+}
+
+// TryTrack is Track that never blocks: false means the tracker is full.
+func (t *tracker) TryTrack(pos Position, size int) (ticket, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.isFull() {
+		return ticket{}, false
+	}
+	return t.add(pos, size), true
+}
+
+func (t *tracker) add(pos Position, size int) ticket {
 	f := t.files[pos.File]
 	if f == nil {
 		f = &fileTrack{}
@@ -79,9 +110,10 @@ func (t *tracker) Track(ctx context.Context, pos Position) (ticket, bool) {
 		f.dirty = true
 	}
 	f.path = pos.Path
-	f.spans = append(f.spans, span{end: pos.End})
+	f.spans = append(f.spans, span{end: pos.End, size: int32(size)})
 	t.inFlight++
-	return ticket{f: f, seq: f.base + uint64(len(f.spans)-1)}, true
+	t.bytes += int64(size)
+	return ticket{f: f, seq: f.base + uint64(len(f.spans)-1)}
 }
 
 // Ack marks records delivered and moves committed offsets over the
@@ -90,7 +122,9 @@ func (t *tracker) Ack(tks []ticket) {
 	t.mu.Lock()
 	for _, tk := range tks {
 		f := tk.f
-		f.spans[tk.seq-f.base].acked = true
+		sp := &f.spans[tk.seq-f.base]
+		sp.acked = true
+		t.bytes -= int64(sp.size)
 		n := 0
 		for n < len(f.spans) && f.spans[n].acked {
 			n++
@@ -151,4 +185,18 @@ func (t *tracker) InFlight() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.inFlight
+}
+
+// InFlightBytes returns the bytes of unacknowledged records.
+func (t *tracker) InFlightBytes() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.bytes
+}
+
+// Waiting returns how many Track calls are blocked now.
+func (t *tracker) Waiting() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.waiting
 }

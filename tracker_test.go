@@ -3,14 +3,15 @@ package auditlogin
 import (
 	"context"
 	"testing"
+	"time"
 )
 
 func TestTrackerCommitsOnlyContiguousPrefix(t *testing.T) {
-	tr := newTracker(100)
+	tr := newTracker(100, 0)
 	id := FileID{Ino: 1}
 	var tks []ticket
 	for i := int64(0); i < 5; i++ {
-		tk, ok := tr.Track(context.Background(), Position{File: id, Path: "p", Offset: 100 + i*10, End: 100 + (i+1)*10})
+		tk, ok := tr.Track(context.Background(), Position{File: id, Path: "p", Offset: 100 + i*10, End: 100 + (i+1)*10}, 10)
 		if !ok {
 			t.Fatal("track failed")
 		}
@@ -31,38 +32,97 @@ func TestTrackerCommitsOnlyContiguousPrefix(t *testing.T) {
 	if d := tr.Dirty(); d[id].Offset != 150 {
 		t.Fatalf("committed %v, want 150", d)
 	}
-	if tr.InFlight() != 0 {
-		t.Fatalf("in flight %d", tr.InFlight())
+	if tr.InFlight() != 0 || tr.InFlightBytes() != 0 {
+		t.Fatalf("in flight %d records, %d bytes", tr.InFlight(), tr.InFlightBytes())
+	}
+}
+
+// waitBlocked waits until n Track calls are blocked inside the tracker (not
+// merely not yet scheduled), or fails.
+func waitBlocked(t *testing.T, tr *tracker, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for tr.Waiting() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d Track call(s) blocked, want %d", tr.Waiting(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// assertStillBlocked checks that a Track call has not returned; it is only
+// meaningful after waitBlocked has seen the call inside cond.Wait.
+func assertStillBlocked(t *testing.T, got <-chan bool, why string) {
+	t.Helper()
+	select {
+	case <-got:
+		t.Fatal(why)
+	default:
 	}
 }
 
 func TestTrackerBlocksWhenFull(t *testing.T) {
-	tr := newTracker(2)
+	tr := newTracker(2, 0)
 	id := FileID{Ino: 1}
-	a, _ := tr.Track(context.Background(), Position{File: id, Offset: 0, End: 1})
-	tr.Track(context.Background(), Position{File: id, Offset: 1, End: 2})
+	a, _ := tr.Track(context.Background(), Position{File: id, Offset: 0, End: 1}, 1)
+	tr.Track(context.Background(), Position{File: id, Offset: 1, End: 2}, 1)
 	if !tr.full() {
 		t.Fatal("not full at max")
 	}
 	got := make(chan bool)
 	go func() {
-		_, ok := tr.Track(context.Background(), Position{File: id, Offset: 2, End: 3})
+		_, ok := tr.Track(context.Background(), Position{File: id, Offset: 2, End: 3}, 1)
 		got <- ok
 	}()
-	select {
-	case <-got:
-		t.Fatal("Track did not block when full")
-	default:
+	waitBlocked(t, tr, 1)
+	assertStillBlocked(t, got, "Track returned while the tracker was full")
+	if tr.InFlight() != 2 {
+		t.Fatalf("in flight %d while full, want 2", tr.InFlight())
 	}
 	tr.Ack([]ticket{a})
 	if !<-got {
 		t.Fatal("Track failed after ack")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() { _, ok := tr.Track(ctx, Position{File: id, Offset: 3, End: 4}); got <- ok }()
+	go func() { _, ok := tr.Track(ctx, Position{File: id, Offset: 3, End: 4}, 1); got <- ok }()
+	waitBlocked(t, tr, 1)
 	cancel()
 	tr.wake()
 	if <-got {
 		t.Fatal("Track succeeded on a cancelled context while full")
+	}
+}
+
+// The byte bound blocks as the count bound does; one record is always let in
+// when nothing is in flight, however large.
+func TestTrackerBlocksOnBytes(t *testing.T) {
+	tr := newTracker(1000, 100)
+	id := FileID{Ino: 1}
+	huge, ok := tr.Track(context.Background(), Position{File: id, Offset: 0, End: 1}, 500)
+	if !ok {
+		t.Fatal("a record larger than the byte bound was refused with nothing in flight")
+	}
+	got := make(chan bool)
+	go func() {
+		_, ok := tr.Track(context.Background(), Position{File: id, Offset: 1, End: 2}, 10)
+		got <- ok
+	}()
+	waitBlocked(t, tr, 1)
+	assertStillBlocked(t, got, "Track returned while the byte bound was exceeded")
+	tr.Ack([]ticket{huge})
+	if !<-got {
+		t.Fatal("Track failed after ack")
+	}
+	if tr.InFlightBytes() != 10 {
+		t.Fatalf("in flight bytes %d, want 10", tr.InFlightBytes())
+	}
+	// 9 more of 10 bytes fill it to 100: the next one waits.
+	for i := int64(2); i < 11; i++ {
+		if _, ok := tr.Track(context.Background(), Position{File: id, Offset: i, End: i + 1}, 10); !ok {
+			t.Fatal(i)
+		}
+	}
+	if !tr.full() {
+		t.Fatalf("not full at %d bytes of 100", tr.InFlightBytes())
 	}
 }

@@ -110,9 +110,10 @@ type Flusher interface {
 
 // Output delivers batches of events to one destination.
 //
-// The pipeline calls Write from one goroutine per output, one batch at a time,
-// in the order the events were read, and Close once after the last Write has
-// returned. Write returns nil only when every event of the batch is delivered:
+// The pipeline calls Write from one goroutine per output, one batch at a time
+// (several at once for outputs that implement Concurrent), and Close once
+// after the last Write has returned. Events arrive in the order they were
+// read, except that items refused earlier are sent again ahead of newer ones. Write returns nil only when every event of the batch is delivered:
 // durable at the destination, or, for outputs that also implement Syncer,
 // handed to the OS so that the next Sync makes it durable. On error, it
 // returns a *PartialError naming the items that failed (the others are
@@ -124,6 +125,16 @@ type Output interface {
 	Name() string
 	Write(ctx context.Context, batch []*Event) error
 	Close() error
+}
+
+// Concurrent is implemented by outputs that take several Write calls at
+// once (network outputs: while one request waits for its acknowledgement,
+// the next is already sent). Workers is how many; the pipeline then calls
+// Write from that many goroutines, and a batch may hold events in any order
+// (refused items come back with later ones). Outputs that are not
+// Concurrent get one Write at a time.
+type Concurrent interface {
+	Workers() int
 }
 
 // Syncer is implemented by outputs whose Write leaves data in OS buffers (the

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Kafka throughput: the agent ships N records (default 1 million) from a log
-# file into an in-process Kafka-protocol broker (kfake), next to kcat -P
-# producing the same NDJSON lines into the same broker, in the same run:
-# events/s, MB/s, the agent's ratio to kcat, and peak RSS. Both use acks=all
-# and no compression.
-#   bench/kafka.sh [N]
+# file into an in-process Kafka-protocol broker (kfake, 3 partitions), next to
+# kcat -P producing the agent's own NDJSON lines into the same broker, in the
+# same run: events/s, the agent's ratio to kcat, CPU seconds per million
+# lines and peak RSS, for the default configuration (enrichment on) and for
+# a tuned one. Every run uses acks=all and no compression; each is checked to
+# have delivered every event.
+#   bench/kafka.sh [N] [RUNS]
 set -euo pipefail
 N=${1:-1000000}
+RUNS=${2:-1}
 cd "$(dirname "$0")/.."
 command -v kcat >/dev/null || { echo "kcat is needed: apt-get install kcat"; exit 1; }
 out=bench/out/kafka
@@ -18,35 +21,53 @@ go run ./bench/gen -n "$N" > "$out/audit_login.log"
 events=$(wc -l < "$out/events.ndjson")
 bytes=$(stat -c %s "$out/events.ndjson")
 
+topics=bench-kcat
+for r in $(seq "$RUNS"); do topics="$topics,bench-default-$r,bench-tuned-$r,bench-kcat-$r"; done
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$out/kfake" -port "$port" -topics bench-agent,bench-kcat > "$out/kfake.addr" &
+"$out/kfake" -port "$port" -topics "$topics" > "$out/kfake.addr" &
 kfake_pid=$!
 trap 'kill $kfake_pid 2>/dev/null || true' EXIT
 for _ in $(seq 50); do [ -s "$out/kfake.addr" ] && break; sleep 0.1; done
 broker=$(cat "$out/kfake.addr")
 
-cat > "$out/run.yaml" <<YAML
+config() { # name topic extra-yaml
+	cat > "$out/$1.yaml" <<YAML
 inputs:
   - paths: ["$PWD/$out/audit_login.log"]
     timezone: UTC
-registry: {path: "$PWD/$out/registry.json"}
+registry: {path: "$PWD/$out/registry-$1.json"}
 outputs:
-  kafka: {brokers: ["$broker"], topic: bench-agent, required_acks: all, compression: none}
-pipeline: {batch_size: 4096, max_in_flight: 65536}
+  kafka: {brokers: ["$broker"], topic: $2, required_acks: all, compression: none$3}
 log: {level: warn}
+$4
 YAML
+}
 
-/usr/bin/time -f "%e %M" -o "$out/kcat.time" kcat -P -b "$broker" -t bench-kcat -X acks=all -l "$out/events.ndjson"
-/usr/bin/time -f "%e %M" -o "$out/agent.time" "$out/auditlogin" run --once --config "$out/run.yaml"
-got=$(kcat -C -b "$broker" -t bench-agent -o beginning -e -q -f '%k\n' | wc -l)
-[ "$got" -eq "$events" ] || { echo "the agent's topic holds $got messages, want $events"; exit 1; }
+# time -f: elapsed, user+system CPU seconds, peak RSS (KiB)
+timed() { /usr/bin/time -f "%e %U %S %M" -o "$1" "${@:2}"; }
+count() { kcat -C -b "$broker" -t "$1" -o beginning -e -q -f '%k\n' | wc -l; }
 
-read -r ks krss < "$out/kcat.time"
-read -r as arss < "$out/agent.time"
-awk -v e="$events" -v b="$bytes" -v ks="$ks" -v krss="$krss" -v as="$as" -v arss="$arss" 'BEGIN {
-	printf "\n%d events, %.0f MB of NDJSON, into one kfake broker (3 partitions), acks=all\n", e, b/1e6
-	printf "%-34s %8s %12s %8s %10s\n", "producer", "seconds", "events/s", "MB/s", "peak RSS"
-	printf "%-34s %8.2f %12.0f %8.1f %7.1f MB\n", "kcat -P (the same NDJSON lines)", ks, e/ks, b/1e6/ks, krss/1024
-	printf "%-34s %8.2f %12.0f %8.1f %7.1f MB\n", "auditlogin run --once (from the log)", as, e/as, b/1e6/as, arss/1024
-	printf "agent / kcat throughput: %.2f\n", ks/as
-}'
+printf '\n%d events, %.0f MB of NDJSON, into one kfake broker (3 partitions) on this machine (%s cores), acks=all, no compression\n' \
+	"$events" "$(echo "$bytes" | awk '{print $1/1e6}')" "$(nproc)"
+printf '%-46s %8s %10s %8s %10s %9s\n' run seconds events/s "x kcat" "CPU-s/1M" "peak RSS"
+row() { # label timefile kcat-seconds
+	read -r s u sy rss < "$2"
+	awk -v l="$1" -v e="$events" -v s="$s" -v u="$u" -v sy="$sy" -v rss="$rss" -v k="$3" 'BEGIN {
+		printf "%-46s %8.2f %10.0f %8.2f %10.2f %6.1f MB\n", l, s, e/s, (k > 0 ? k/s : 1), (u+sy)/(e/1e6), rss/1024 }'
+}
+for r in $(seq "$RUNS"); do
+	timed "$out/kcat.time" kcat -P -b "$broker" -t "bench-kcat-$r" -X acks=all -l "$out/events.ndjson"
+	read -r ks _ < "$out/kcat.time"
+	config "default-$r" "bench-default-$r" "" ""
+	timed "$out/default.time" "$out/auditlogin" run --once --config "$out/default-$r.yaml"
+	config "tuned-$r" "bench-tuned-$r" ", workers: 8, batch_bytes: 1MB" "pipeline: {batch_size: 4096, max_in_flight_bytes: 16MiB}
+enrich: {enabled: false}"
+	timed "$out/tuned.time" "$out/auditlogin" run --once --config "$out/tuned-$r.yaml"
+	for t in "bench-default-$r" "bench-tuned-$r"; do
+		got=$(count "$t")
+		[ "$got" -ge "$events" ] || { echo "topic $t holds $got messages, want $events"; exit 1; }
+	done
+	row "kcat -P of the same NDJSON (run $r)" "$out/kcat.time" 0
+	row "auditlogin, default config (run $r)" "$out/default.time" "$ks"
+	row "auditlogin, tuned: workers 8, batch 4096, no enrich" "$out/tuned.time" "$ks"
+done

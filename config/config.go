@@ -110,6 +110,7 @@ type Elasticsearch struct {
 	Pipeline      string            `koanf:"pipeline"`
 	BulkMaxEvents int               `koanf:"bulk_max_events"`
 	BulkMaxBytes  ByteSize          `koanf:"bulk_max_bytes"`
+	Workers       int               `koanf:"workers"`
 	FlushInterval time.Duration     `koanf:"flush_interval"`
 	Timeout       time.Duration     `koanf:"timeout"`
 	RetryInitial  time.Duration     `koanf:"retry_initial"`
@@ -129,7 +130,8 @@ type Kafka struct {
 	RequiredAcks    string        `koanf:"required_acks"`
 	BatchSize       int           `koanf:"batch_size"`
 	BatchBytes      ByteSize      `koanf:"batch_bytes"`
-	BatchTimeout    time.Duration `koanf:"batch_timeout"`
+	BatchTimeout    time.Duration `koanf:"batch_timeout"` // accepted, unused: requests are sent as soon as a batch is ready
+	Workers         int           `koanf:"workers"`
 	MaxMessageBytes ByteSize      `koanf:"max_message_bytes"`
 	Timeout         time.Duration `koanf:"timeout"`
 	RetryInitial    time.Duration `koanf:"retry_initial"`
@@ -179,12 +181,13 @@ type DeadLetter struct {
 
 // Pipeline tunes batching, back-pressure, retries and shutdown.
 type Pipeline struct {
-	BatchSize       int           `koanf:"batch_size"`
-	FlushInterval   time.Duration `koanf:"flush_interval"`
-	MaxInFlight     int           `koanf:"max_in_flight"`
-	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
-	RetryInitial    time.Duration `koanf:"retry_initial"`
-	RetryMax        time.Duration `koanf:"retry_max"`
+	BatchSize        int           `koanf:"batch_size"`
+	FlushInterval    time.Duration `koanf:"flush_interval"`
+	MaxInFlight      int           `koanf:"max_in_flight"`
+	MaxInFlightBytes ByteSize      `koanf:"max_in_flight_bytes"`
+	ShutdownTimeout  time.Duration `koanf:"shutdown_timeout"`
+	RetryInitial     time.Duration `koanf:"retry_initial"`
+	RetryMax         time.Duration `koanf:"retry_max"`
 }
 
 // Tail tunes how files are followed.
@@ -208,7 +211,7 @@ type Log struct {
 func Default() Config {
 	return Config{
 		Registry: Registry{Path: "/var/lib/auditlogin/registry.json", FlushInterval: time.Second, CleanAfter: 72 * time.Hour},
-		Pipeline: Pipeline{BatchSize: 1024, FlushInterval: 500 * time.Millisecond, MaxInFlight: 16384,
+		Pipeline: Pipeline{BatchSize: 1024, FlushInterval: 500 * time.Millisecond, MaxInFlight: 16384, MaxInFlightBytes: 8 << 20,
 			ShutdownTimeout: 10 * time.Second, RetryInitial: 250 * time.Millisecond, RetryMax: 30 * time.Second},
 		Tail: Tail{ScanInterval: time.Second, PollInterval: 250 * time.Millisecond, RotateWait: 5 * time.Second,
 			CloseInactive: 5 * time.Minute, IdleAfter: 10 * time.Second, MaxLineBytes: 1 << 20, FingerprintBytes: 1024},
@@ -256,8 +259,8 @@ func (c *Config) fillDerived() {
 		if k.BatchBytes == 0 {
 			k.BatchBytes = 1 << 20
 		}
-		if k.BatchTimeout == 0 {
-			k.BatchTimeout = time.Millisecond
+		if k.Workers == 0 {
+			k.Workers = 4
 		}
 		if k.MaxMessageBytes == 0 {
 			k.MaxMessageBytes = 1000000
@@ -285,6 +288,9 @@ func (c *Config) fillDerived() {
 		}
 		if e.BulkMaxBytes == 0 {
 			e.BulkMaxBytes = 5 << 20
+		}
+		if e.Workers == 0 {
+			e.Workers = 4
 		}
 		if e.FlushInterval == 0 {
 			e.FlushInterval = time.Second
@@ -641,6 +647,9 @@ func (c *Config) Validate(knownFormat func(string) bool, formats []string) error
 		if e.BulkMaxEvents <= 0 {
 			add("outputs.elasticsearch.bulk_max_events", "must be positive")
 		}
+		if e.Workers < 0 || e.Workers > 64 {
+			add("outputs.elasticsearch.workers", "%d (expected 1 to 64 bulk requests in flight)", e.Workers)
+		}
 		if e.RetryMax < e.RetryInitial {
 			add("outputs.elasticsearch.retry_max", "must be at least outputs.elasticsearch.retry_initial")
 		}
@@ -675,6 +684,12 @@ func (c *Config) Validate(knownFormat func(string) bool, formats []string) error
 		oneOf("outputs.kafka.required_acks", k.RequiredAcks, "all", "one", "none")
 		if k.BatchSize <= 0 {
 			add("outputs.kafka.batch_size", "must be positive")
+		}
+		if k.Workers < 0 || k.Workers > 64 {
+			add("outputs.kafka.workers", "%d (expected 1 to 64 produce calls in flight)", k.Workers)
+		}
+		if k.BatchBytes < 1024 {
+			add("outputs.kafka.batch_bytes", "%d (expected at least 1KiB)", k.BatchBytes)
 		}
 		if k.RetryMax < k.RetryInitial {
 			add("outputs.kafka.retry_max", "must be at least outputs.kafka.retry_initial")
@@ -715,6 +730,9 @@ func (c *Config) Validate(knownFormat func(string) bool, formats []string) error
 	pl := c.Pipeline
 	if pl.BatchSize <= 0 {
 		add("pipeline.batch_size", "must be positive")
+	}
+	if pl.MaxInFlightBytes < 64<<10 {
+		add("pipeline.max_in_flight_bytes", "%d (expected at least 64KiB)", pl.MaxInFlightBytes)
 	}
 	if pl.MaxInFlight < 2*pl.BatchSize {
 		add("pipeline.max_in_flight", "must be at least twice pipeline.batch_size (%d)", 2*pl.BatchSize)

@@ -13,7 +13,6 @@ import (
 	"io/fs"
 	"net"
 	"os"
-	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -52,6 +51,7 @@ type Enricher struct {
 	mu        sync.Mutex // guards seen against Flush
 	seen      map[string]int64
 	seenDirty bool
+	times     []int64 // trimSeen's scratch
 }
 
 // window holds the times of the last failures of one key, oldest first.
@@ -209,22 +209,55 @@ func (e *Enricher) pruneFails(t time.Time) {
 	}
 }
 
-// trimSeen drops the least recently seen entries down to 90% of MaxSeen
-// (so it runs once per 20% of growth); mu is held. The cutoff comes from a
-// sort of the times alone.
+// trimSeen drops the least recently seen entries down to 80% of MaxSeen
+// (so it runs once per 20% of MaxSeen of new sources); mu is held. The
+// cutoff is the keep-th largest time, found by selection (linear), not a
+// sort: on a fleet with many sources this ran every few thousand events.
 func (e *Enricher) trimSeen() {
-	times := make([]int64, 0, len(e.seen))
+	times := e.times[:0]
 	for _, t := range e.seen {
 		times = append(times, t)
 	}
-	slices.Sort(times)
-	keep := e.cfg.MaxSeen * 9 / 10
-	cutoff := times[len(times)-keep]
+	e.times = times
+	keep := e.cfg.MaxSeen * 8 / 10
+	cutoff := nth(times, len(times)-keep)
 	for k, t := range e.seen {
 		if t < cutoff {
 			delete(e.seen, k)
 		}
 	}
+}
+
+// nth returns the value that would be at index k of a sorted a, reordering
+// a (Hoare's selection, middle pivot; times are near-random, no adversary).
+func nth(a []int64, k int) int64 {
+	lo, hi := 0, len(a)-1
+	for lo < hi {
+		pivot := a[lo+(hi-lo)/2]
+		i, j := lo, hi
+		for i <= j {
+			for a[i] < pivot {
+				i++
+			}
+			for a[j] > pivot {
+				j--
+			}
+			if i <= j {
+				a[i], a[j] = a[j], a[i]
+				i++
+				j--
+			}
+		}
+		switch {
+		case k <= j:
+			hi = j
+		case k >= i:
+			lo = i
+		default:
+			return a[k]
+		}
+	}
+	return a[k]
 }
 
 type seenEntry struct {

@@ -1,8 +1,10 @@
 package enrich
 
 import (
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -170,4 +172,22 @@ func BenchmarkEnrich(b *testing.B) {
 		e.Enrich(&ev)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// nth agrees with a sort at every index, with repeated values.
+func TestNthIsSortedIndex(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for n := 1; n < 200; n++ {
+		a := make([]int64, n)
+		for i := range a {
+			a[i] = rng.Int64N(int64(n/3 + 1))
+		}
+		sorted := slices.Clone(a)
+		slices.Sort(sorted)
+		for k := 0; k < n; k++ {
+			if got := nth(slices.Clone(a), k); got != sorted[k] {
+				t.Fatalf("n=%d k=%d: nth %d, sorted %d", n, k, got, sorted[k])
+			}
+		}
+	}
 }

@@ -81,7 +81,7 @@ func buildOutputs(cfg config.Config, w io.Writer, log *slog.Logger) ([]auditlogi
 		host, _ := os.Hostname()
 		kc := kafka.Config{
 			Brokers: k.Brokers, Topic: k.Topic, Key: k.Key, Compression: k.Compression, RequiredAcks: k.RequiredAcks,
-			BatchSize: k.BatchSize, BatchBytes: int64(k.BatchBytes), BatchTimeout: k.BatchTimeout,
+			BatchSize: k.BatchSize, BatchBytes: int64(k.BatchBytes), Workers: k.Workers, Logger: log,
 			MaxMessageBytes: int(k.MaxMessageBytes), Timeout: k.Timeout, RetryInitial: k.RetryInitial, RetryMax: k.RetryMax,
 			ClientID: k.ClientID, AutoCreateTopic: *k.AutoCreateTopic, AgentHostname: host,
 		}
@@ -136,7 +136,7 @@ func newESOutput(e *config.Elasticsearch, log *slog.Logger) (*elasticsearch.Outp
 	}
 	ec := elasticsearch.Config{Hosts: e.Hosts, Username: e.Username, Password: pass, APIKey: key,
 		Index: e.Index, DataStream: e.DataStream, Pipeline: e.Pipeline, BulkMaxEvents: e.BulkMaxEvents,
-		BulkMaxBytes: int(e.BulkMaxBytes), Timeout: e.Timeout, RetryInitial: e.RetryInitial, RetryMax: e.RetryMax,
+		BulkMaxBytes: int(e.BulkMaxBytes), Workers: e.Workers, Timeout: e.Timeout, RetryInitial: e.RetryInitial, RetryMax: e.RetryMax,
 		Headers: e.Headers, TemplateName: e.TemplateName}
 	if t := e.TLS; t != nil {
 		ec.CAFile, ec.CAFingerprint, ec.CertFile, ec.KeyFile, ec.InsecureTLS = t.CAFile, t.CAFingerprint, t.CertFile, t.KeyFile, t.InsecureSkipVerify
@@ -311,7 +311,8 @@ func runAgent(ctx context.Context, cfg config.Config, o agentOptions) error {
 	pipe, err := auditlogin.NewPipeline(auditlogin.PipelineConfig{
 		Outputs: outs, Checkpoint: checkpoint, DeadLetter: dl, Logger: log, Enrich: enrichEvent, OnBatch: onBatch,
 		BatchSize: cfg.Pipeline.BatchSize, FlushInterval: flushInterval(cfg),
-		MaxInFlight: cfg.Pipeline.MaxInFlight, CommitInterval: cfg.Registry.FlushInterval,
+		MaxInFlight: cfg.Pipeline.MaxInFlight, MaxInFlightBytes: int64(cfg.Pipeline.MaxInFlightBytes),
+		CommitInterval:  cfg.Registry.FlushInterval,
 		ShutdownTimeout: cfg.Pipeline.ShutdownTimeout,
 		RetryInitial:    cfg.Pipeline.RetryInitial, RetryMax: cfg.Pipeline.RetryMax,
 	})

@@ -48,6 +48,7 @@ type Config struct {
 	Pipeline       string // ingest pipeline
 	BulkMaxEvents  int    // events per bulk request (1000)
 	BulkMaxBytes   int    // bytes per bulk request (5 MiB)
+	Workers        int    // bulk requests in flight at once (4)
 	Timeout        time.Duration
 	RetryInitial   time.Duration
 	RetryMax       time.Duration
@@ -73,6 +74,9 @@ func New(cfg Config) (*Output, error) {
 	}
 	if cfg.BulkMaxEvents <= 0 {
 		cfg.BulkMaxEvents = 1000
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 4
 	}
 	if cfg.BulkMaxBytes <= 0 {
 		cfg.BulkMaxBytes = 5 << 20
@@ -196,6 +200,9 @@ func (it *indexTemplate) render(ev *auditlogin.Event) string {
 	}
 	return b.String()
 }
+
+// Workers implements auditlogin.Concurrent.
+func (o *Output) Workers() int { return o.cfg.Workers }
 
 // IndexFor returns the index (or data stream) an event goes to.
 func (o *Output) IndexFor(ev *auditlogin.Event) string { return o.index.render(ev) }

@@ -1,21 +1,38 @@
 // Package kafka is the Kafka output (github.com/segmentio/kafka-go): each
 // event is one message, keyed by an event field (the id by default, so
 // consumers can deduplicate replays), with id, format and the agent's host
-// name as headers, on a fixed or templated topic. Write returns only when the
-// broker has acknowledged every message with the configured acks; messages
-// the broker refuses as too large are reported as permanent, so they go to
-// the dead-letter file and the pipeline goes on.
+// name as headers, on a fixed or templated topic.
+//
+// Write groups a batch by topic and partition itself (murmur2 of the key, as
+// the Java client and kafka-go's Murmur2Balancer do) and sends every
+// partition's messages at once as produce requests through kafka-go's
+// Client, so a request is as full as the batch allows and never waits for a
+// batch timeout; the partition count is cached, not asked per message; the
+// message bytes are the event's encoding, not a copy. Several Writes run at
+// once (Workers). Write returns when the broker has acknowledged every
+// message with the configured acks; items of a failed partition are
+// reported alone, so the pipeline resends only those. A request the broker
+// refuses as too large is split in halves (and produce requests are capped
+// from then on, with one log line); a message too large on its own is
+// permanent, so it goes to the dead-letter file and the pipeline goes on.
 package kafka
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
 	kafkago "github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/compress"
@@ -31,13 +48,13 @@ import (
 // Config configures the output. Zero values take the defaults noted.
 type Config struct {
 	Brokers         []string
-	Topic           string // fixed, or a template: mysql-logins-${myhost}
-	Key             string // event field used as message key ("id")
-	Compression     string // none, gzip, snappy, lz4, zstd ("none")
-	RequiredAcks    string // all, one, none ("all")
-	BatchSize       int    // messages per produce request (1000)
-	BatchBytes      int64  // bytes per produce request (1 MiB)
-	BatchTimeout    time.Duration
+	Topic           string        // fixed, or a template: mysql-logins-${myhost}
+	Key             string        // event field used as message key ("id")
+	Compression     string        // none, gzip, snappy, lz4, zstd ("none")
+	RequiredAcks    string        // all, one, none ("all")
+	BatchSize       int           // messages per produce request (1000)
+	BatchBytes      int64         // bytes per produce request (1 MiB)
+	Workers         int           // Write calls in flight at once (4)
 	MaxMessageBytes int           // larger messages are dead-lettered without a try (1000000)
 	Timeout         time.Duration // dial, read and write timeout (10s)
 	RetryInitial    time.Duration
@@ -47,6 +64,7 @@ type Config struct {
 	TLS             *TLS
 	SASL            *SASL
 	AgentHostname   string // the "hostname" header
+	Logger          *slog.Logger
 }
 
 // TLS configures encryption; a non-nil TLS with no fields uses the system CAs.
@@ -106,8 +124,11 @@ func (c *Config) defaults() {
 	if c.BatchBytes <= 0 {
 		c.BatchBytes = 1 << 20
 	}
-	if c.BatchTimeout <= 0 {
-		c.BatchTimeout = time.Millisecond
+	if c.Workers <= 0 {
+		c.Workers = 4
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.MaxMessageBytes <= 0 {
 		c.MaxMessageBytes = 1000000
@@ -123,11 +144,30 @@ func (c *Config) defaults() {
 // Output is the Kafka output.
 type Output struct {
 	cfg       Config
-	w         *kafkago.Writer
+	client    *kafkago.Client
 	transport *kafkago.Transport
 	addr      net.Addr
 	templated bool
+	codec     compress.Compression
+	acks      kafkago.RequiredAcks
+
+	// batchBytes is the produce request size in use: BatchBytes, lowered to
+	// what the broker accepts once that is known.
+	batchBytes atomic.Int64
+	limitOnce  sync.Once
+
+	mu    sync.Mutex
+	parts map[string]partitions // topic -> partition count, cached
 }
+
+type partitions struct {
+	list    []int
+	fetched time.Time
+}
+
+// partitionsTTL is how long a topic's partition count is trusted; an error
+// naming the partition forgets it at once.
+const partitionsTTL = 30 * time.Second
 
 // New checks cfg and returns an Output. It does not connect: the first
 // Write (or Check) does.
@@ -169,26 +209,10 @@ func New(cfg Config) (*Output, error) {
 		tr.SASL = m
 	}
 	addr := kafkago.TCP(cfg.Brokers...)
-	o := &Output{cfg: cfg, transport: tr, addr: addr, templated: templateVar.MatchString(cfg.Topic)}
-	o.w = &kafkago.Writer{
-		Addr:                   addr,
-		Balancer:               &kafkago.Murmur2Balancer{}, // the Java client's default: same key, same partition
-		MaxAttempts:            3,
-		WriteBackoffMin:        50 * time.Millisecond,
-		WriteBackoffMax:        500 * time.Millisecond,
-		BatchSize:              cfg.BatchSize,
-		BatchBytes:             cfg.BatchBytes,
-		BatchTimeout:           cfg.BatchTimeout,
-		ReadTimeout:            cfg.Timeout,
-		WriteTimeout:           cfg.Timeout,
-		RequiredAcks:           acks,
-		Compression:            codec,
-		Transport:              tr,
-		AllowAutoTopicCreation: cfg.AutoCreateTopic,
-	}
-	if !o.templated {
-		o.w.Topic = cfg.Topic
-	}
+	o := &Output{cfg: cfg, transport: tr, addr: addr, templated: templateVar.MatchString(cfg.Topic),
+		codec: codec, acks: acks, parts: map[string]partitions{},
+		client: &kafkago.Client{Addr: addr, Transport: tr, Timeout: cfg.Timeout}}
+	o.batchBytes.Store(cfg.BatchBytes)
 	return o, nil
 }
 
@@ -234,30 +258,68 @@ func (o *Output) topic(ev *auditlogin.Event) string {
 	})
 }
 
-func (o *Output) message(ev *auditlogin.Event) kafkago.Message {
+// Workers implements auditlogin.Concurrent.
+func (o *Output) Workers() int { return o.cfg.Workers }
+
+// bytesOf views s as bytes without a copy; the bytes are only read.
+func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
+// messageSize is an upper bound of what an event's message takes in a
+// record batch: key, value, headers and the record's own framing.
+func (o *Output) messageSize(ev *auditlogin.Event) int {
 	key, _ := ev.Field(o.cfg.Key)
-	m := kafkago.Message{
-		Key:   []byte(key),
-		Value: ev.Encoded,
-		Headers: []kafkago.Header{
-			{Key: "id", Value: []byte(ev.ID)},
-			{Key: "format", Value: []byte(ev.Format)},
-			{Key: "hostname", Value: []byte(o.cfg.AgentHostname)},
-		},
-	}
-	if o.templated {
-		m.Topic = o.topic(ev)
-	}
-	return m
+	return len(key) + len(ev.Encoded) + len(ev.ID) + len(ev.Format) + len(o.cfg.AgentHostname) + 96
 }
 
-// messageSize is an upper bound of what a message takes in a record batch.
-func messageSize(m *kafkago.Message) int {
-	n := len(m.Key) + len(m.Value) + 64
-	for _, h := range m.Headers {
-		n += len(h.Key) + len(h.Value) + 8
+var balancer = &kafkago.Murmur2Balancer{}
+
+// partitionsOf returns the partitions of topic, from the cache or the
+// cluster's metadata (which may create the topic, if allowed).
+func (o *Output) partitionsOf(ctx context.Context, topic string) ([]int, error) {
+	o.mu.Lock()
+	p, ok := o.parts[topic]
+	o.mu.Unlock()
+	if ok && time.Since(p.fetched) < partitionsTTL {
+		return p.list, nil
 	}
-	return n
+	r, err := o.transport.RoundTrip(ctx, o.addr, &metadataapi.Request{TopicNames: []string{topic}, AllowAutoTopicCreation: o.cfg.AutoCreateTopic})
+	if err != nil {
+		return nil, fmt.Errorf("fetching the partitions of topic %s: %w", topic, err)
+	}
+	for _, t := range r.(*metadataapi.Response).Topics {
+		if t.Name != topic {
+			continue
+		}
+		if t.ErrorCode != 0 {
+			return nil, fmt.Errorf("topic %s: %w", topic, kafkago.Error(t.ErrorCode))
+		}
+		if len(t.Partitions) == 0 {
+			return nil, fmt.Errorf("topic %s has no partitions yet", topic)
+		}
+		list := make([]int, len(t.Partitions))
+		for i := range list {
+			list[i] = i
+		}
+		o.mu.Lock()
+		o.parts[topic] = partitions{list: list, fetched: time.Now()}
+		o.mu.Unlock()
+		return list, nil
+	}
+	return nil, fmt.Errorf("topic %s: %w", topic, kafkago.UnknownTopicOrPartition)
+}
+
+func (o *Output) forget(topic string) {
+	o.mu.Lock()
+	delete(o.parts, topic)
+	o.mu.Unlock()
+}
+
+// request is the messages of one produce request: events of one partition.
+type request struct {
+	topic     string
+	partition int
+	index     []int // into the batch
+	bytes     int
 }
 
 // Write implements auditlogin.Output.
@@ -265,65 +327,193 @@ func (o *Output) Write(ctx context.Context, batch []*auditlogin.Event) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	var failed []auditlogin.ItemError
-	msgs := make([]kafkago.Message, 0, len(batch))
-	index := make([]int, 0, len(batch)) // msgs[i] is batch[index[i]]
+	o.limitOnce.Do(func() { o.learnLimit(ctx) })
+	var (
+		mu     sync.Mutex
+		failed []auditlogin.ItemError
+	)
+	fail := func(idx []int, err error) {
+		mu.Lock()
+		for _, i := range idx {
+			failed = append(failed, auditlogin.ItemError{Index: i, Err: err})
+		}
+		mu.Unlock()
+	}
+	type tp struct {
+		topic     string
+		partition int
+	}
+	open := map[tp]*request{}
+	var reqs []*request
+	limit, maxCount := int(o.batchBytes.Load()), o.cfg.BatchSize
 	for i, ev := range batch {
-		m := o.message(ev)
-		if n := messageSize(&m); n > o.cfg.MaxMessageBytes || int64(n) > o.cfg.BatchBytes {
-			failed = append(failed, auditlogin.ItemError{Index: i, Err: auditlogin.Permanent(
-				fmt.Errorf("message of %d bytes is larger than max_message_bytes/batch_bytes", n))})
+		n := o.messageSize(ev)
+		if n > o.cfg.MaxMessageBytes || n > limit {
+			fail([]int{i}, auditlogin.Permanent(fmt.Errorf("message of %d bytes is larger than max_message_bytes (%d) or batch_bytes (%d)", n, o.cfg.MaxMessageBytes, limit)))
 			continue
 		}
-		msgs = append(msgs, m)
-		index = append(index, i)
+		topic := o.cfg.Topic
+		if o.templated {
+			topic = o.topic(ev)
+		}
+		parts, err := o.partitionsOf(ctx, topic)
+		if err != nil {
+			fail([]int{i}, fmt.Errorf("producing to kafka: %w", err))
+			continue
+		}
+		key, _ := ev.Field(o.cfg.Key)
+		k := tp{topic, balancer.Balance(kafkago.Message{Key: bytesOf(key)}, parts...)}
+		r := open[k]
+		if r == nil || len(r.index) >= maxCount || r.bytes+n > limit {
+			r = &request{topic: k.topic, partition: k.partition}
+			open[k] = r
+			reqs = append(reqs, r)
+		}
+		r.index = append(r.index, i)
+		r.bytes += n
 	}
-	err := o.w.WriteMessages(ctx, msgs...)
-	var werr kafkago.WriteErrors
-	switch {
-	case err == nil:
-	case errors.As(err, &werr):
-		var tooLarge []int
-		for i, e := range werr {
-			if e == nil {
-				continue
-			}
-			if isTooLarge(e) {
-				tooLarge = append(tooLarge, i)
-				continue
-			}
-			failed = append(failed, auditlogin.ItemError{Index: index[i], Err: fmt.Errorf("producing to kafka: %w", e)})
-		}
-		// The broker refused a whole record batch as too large: send its
-		// messages one by one, so only the ones that are too large on their
-		// own are refused (and dead-lettered).
-		for _, i := range tooLarge {
-			if e := o.w.WriteMessages(ctx, msgs[i]); e != nil {
-				if isTooLarge(e) {
-					e = auditlogin.Permanent(fmt.Errorf("broker refused the message as too large (message.max.bytes): %w", e))
-				}
-				failed = append(failed, auditlogin.ItemError{Index: index[i], Err: e})
-			}
-		}
-	default:
-		if len(failed) == 0 {
-			return fmt.Errorf("producing to kafka: %w", err)
-		}
-		for _, i := range index {
-			failed = append(failed, auditlogin.ItemError{Index: i, Err: fmt.Errorf("producing to kafka: %w", err)})
+	if len(failed) == len(batch) && len(reqs) == 0 {
+		if !errors.Is(failed[0].Err, auditlogin.ErrPermanent) {
+			return failed[0].Err // the whole batch: nothing reached a broker
 		}
 	}
+	var wg sync.WaitGroup
+	for _, r := range reqs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o.produce(ctx, batch, r.topic, r.partition, r.index, fail)
+		}()
+	}
+	wg.Wait()
 	if len(failed) > 0 {
 		return &auditlogin.PartialError{Failed: failed}
 	}
 	return nil
 }
 
+// produce sends the events batch[idx] to one partition in one request, and
+// reports those that failed. A request refused as too large is split in two.
+func (o *Output) produce(ctx context.Context, batch []*auditlogin.Event, topic string, partition int, idx []int, fail func([]int, error)) {
+	rr := &records{batch: batch, idx: idx, key: o.cfg.Key, hostname: bytesOf(o.cfg.AgentHostname), time: time.Now()}
+	res, err := o.client.Produce(ctx, &kafkago.ProduceRequest{Topic: topic, Partition: partition,
+		RequiredAcks: o.acks, Compression: o.codec, Records: rr})
+	if err == nil && res != nil {
+		err = res.Error
+	}
+	switch {
+	case err == nil:
+		return
+	case isTooLarge(err) && len(idx) > 1:
+		size := 0
+		for _, i := range idx {
+			size += o.messageSize(batch[i])
+		}
+		if cur := o.batchBytes.Load(); int64(size/2) < cur && o.batchBytes.CompareAndSwap(cur, int64(size/2)) {
+			o.cfg.Logger.Warn("the broker refused a produce request as too large: outputs.kafka.batch_bytes is above its message.max.bytes; capping requests",
+				"output", "kafka", "topic", topic, "request_bytes", size, "batch_bytes_now", size/2)
+		}
+		half := len(idx) / 2
+		o.produce(ctx, batch, topic, partition, idx[:half], fail)
+		o.produce(ctx, batch, topic, partition, idx[half:], fail)
+	case isTooLarge(err):
+		fail(idx, auditlogin.Permanent(fmt.Errorf("broker refused the message as too large (message.max.bytes): %w", err)))
+	default:
+		var ke kafkago.Error
+		if errors.As(err, &ke) && (ke == kafkago.NotLeaderForPartition || ke == kafkago.UnknownTopicOrPartition || ke == kafkago.LeaderNotAvailable) {
+			o.forget(topic)
+		}
+		fail(idx, fmt.Errorf("producing to kafka (topic %s, partition %d): %w", topic, partition, err))
+	}
+}
+
+// records reads the events of one produce request as Kafka records; the
+// value is the event's encoding itself, the key and headers views of its
+// strings. One Record is reused: the request encodes each before it asks
+// for the next.
+type records struct {
+	batch    []*auditlogin.Event
+	idx      []int
+	next     int
+	key      string
+	hostname []byte
+	time     time.Time
+
+	rec        kafkago.Record
+	headers    [3]kafkago.Header
+	kbuf, vbuf bytesReader
+}
+
+type bytesReader struct{ bytes.Reader }
+
+func (*bytesReader) Close() error { return nil }
+
+func (r *records) ReadRecord() (*kafkago.Record, error) {
+	if r.next >= len(r.idx) {
+		return nil, io.EOF
+	}
+	ev := r.batch[r.idx[r.next]]
+	r.next++
+	key, _ := ev.Field(r.key)
+	r.kbuf.Reset(bytesOf(key))
+	r.vbuf.Reset(ev.Encoded)
+	r.headers = [3]kafkago.Header{{Key: "id", Value: bytesOf(ev.ID)}, {Key: "format", Value: bytesOf(ev.Format)}, {Key: "hostname", Value: r.hostname}}
+	r.rec = kafkago.Record{Time: r.time, Key: &r.kbuf, Value: &r.vbuf, Headers: r.headers[:]}
+	return &r.rec, nil
+}
+
+// learnLimit asks the cluster what a produce request may hold for the topic
+// (max.message.bytes) and caps batch_bytes to it, saying so once. It is
+// best effort: an unreachable cluster leaves batch_bytes as configured, and
+// a refusal later splits the request anyway.
+func (o *Output) learnLimit(ctx context.Context) {
+	if o.templated {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.cfg.Timeout)
+	defer cancel()
+	limit, err := o.brokerLimit(ctx, o.cfg.Topic)
+	if err != nil || limit <= 0 {
+		return
+	}
+	if safe := int64(limit) - requestOverhead; o.cfg.BatchBytes > safe {
+		o.batchBytes.Store(safe)
+		o.cfg.Logger.Warn("outputs.kafka.batch_bytes is above what the broker accepts for the topic; produce requests are capped to it",
+			"output", "kafka", "batch_bytes", o.cfg.BatchBytes, "max_message_bytes_of_topic", limit, "topic", o.cfg.Topic, "capped_to", safe)
+	}
+}
+
+// requestOverhead is kept free below max.message.bytes for the record
+// batch's own header (61 bytes). None is needed: messageSize counts 96
+// bytes of framing per message, well above a record's real framing, which
+// leaves room for the header in any request of two or more messages.
+const requestOverhead = 0
+
+// brokerLimit returns the topic's max.message.bytes (which falls back to the
+// broker's message.max.bytes).
+func (o *Output) brokerLimit(ctx context.Context, topic string) (int, error) {
+	res, err := o.client.DescribeConfigs(ctx, &kafkago.DescribeConfigsRequest{Resources: []kafkago.DescribeConfigRequestResource{{
+		ResourceType: kafkago.ResourceTypeTopic, ResourceName: topic, ConfigNames: []string{"max.message.bytes"}}}})
+	if err != nil {
+		return 0, err
+	}
+	for _, r := range res.Resources {
+		if r.Error != nil {
+			return 0, r.Error
+		}
+		for _, e := range r.ConfigEntries {
+			if e.ConfigName == "max.message.bytes" {
+				return strconv.Atoi(e.ConfigValue)
+			}
+		}
+	}
+	return 0, errors.New("the broker did not say max.message.bytes")
+}
+
 // Close implements auditlogin.Output.
 func (o *Output) Close() error {
-	err := o.w.Close()
 	o.transport.CloseIdleConnections()
-	return err
+	return nil
 }
 
 // Check implements auditlogin.Checker: it connects, fetches metadata, and
@@ -363,7 +553,7 @@ func (o *Output) Check(ctx context.Context) ([]string, error) {
 		}
 		if t.Error == nil {
 			report = append(report, fmt.Sprintf("topic %s exists with %d partition(s)", topic, len(t.Partitions)))
-			return report, nil
+			return o.checkLimit(ctx, topic, report)
 		}
 		if !errors.Is(t.Error, kafkago.UnknownTopicOrPartition) {
 			return report, fmt.Errorf("topic %s: %w", topic, t.Error)
@@ -383,7 +573,7 @@ func (o *Output) Check(ctx context.Context) ([]string, error) {
 			for _, t := range md.Topics {
 				if t.Name == topic && t.Error == nil {
 					report = append(report, fmt.Sprintf("topic %s did not exist: the broker created it on request (auto-creation works), %d partition(s)", topic, len(t.Partitions)))
-					return report, nil
+					return o.checkLimit(ctx, topic, report)
 				}
 			}
 		}
@@ -394,6 +584,19 @@ func (o *Output) Check(ctx context.Context) ([]string, error) {
 		}
 	}
 	return report, fmt.Errorf("topic %s does not exist and the broker does not create topics (auto.create.topics.enable=false): create it", topic)
+}
+
+// checkLimit compares batch_bytes with what the broker accepts for topic.
+func (o *Output) checkLimit(ctx context.Context, topic string, report []string) ([]string, error) {
+	limit, err := o.brokerLimit(ctx, topic)
+	if err != nil {
+		return append(report, fmt.Sprintf("could not ask the broker for max.message.bytes of topic %s (%v): batch_bytes is not checked", topic, err)), nil
+	}
+	if safe := int64(limit) - requestOverhead; o.cfg.BatchBytes > safe {
+		return report, fmt.Errorf("outputs.kafka.batch_bytes: %d is above what the broker accepts for topic %s (max.message.bytes %d): set it to at most %d (run would cap it and say so)",
+			o.cfg.BatchBytes, topic, limit, safe)
+	}
+	return append(report, fmt.Sprintf("batch_bytes %d fits the broker's max.message.bytes %d for topic %s", o.cfg.BatchBytes, limit, topic)), nil
 }
 
 // isTooLarge reports a MESSAGE_TOO_LARGE refusal, also inside WriteErrors.

@@ -26,6 +26,55 @@ type Fake struct {
 	itemErr   func(*auditlogin.Event) error
 	blocked   chan struct{}
 	closed    bool
+	workers   int
+	hold      func([]*auditlogin.Event) <-chan struct{}
+	inFlight  int
+	maxInFl   int
+	batches   [][]*auditlogin.Event
+}
+
+// SetWorkers makes the Fake Concurrent with n workers (0: not concurrent).
+func (f *Fake) SetWorkers(n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.workers = n
+}
+
+// Workers implements auditlogin.Concurrent when SetWorkers was called.
+func (f *Fake) Workers() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.workers
+}
+
+// HoldWhere makes each Write whose batch fn returns a channel for wait on
+// that channel (or its context) before it does anything else; nil: go on.
+func (f *Fake) HoldWhere(fn func(batch []*auditlogin.Event) <-chan struct{}) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.hold = fn
+}
+
+// MaxInFlight returns the most Write calls that were running at once.
+func (f *Fake) MaxInFlight() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.maxInFl
+}
+
+// ResetMaxInFlight forgets the most writes seen at once: MaxInFlight then
+// counts from the calls that start after it.
+func (f *Fake) ResetMaxInFlight() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.maxInFl = 0
+}
+
+// Batches returns every batch Write was given, in call order.
+func (f *Fake) Batches() [][]*auditlogin.Event {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([][]*auditlogin.Event(nil), f.batches...)
 }
 
 // NewFake returns a Fake named name.
@@ -95,8 +144,26 @@ func (f *Fake) Name() string { return f.name }
 func (f *Fake) Write(ctx context.Context, batch []*auditlogin.Event) error {
 	f.mu.Lock()
 	f.calls++
+	f.batches = append(f.batches, append([]*auditlogin.Event(nil), batch...))
+	f.inFlight++
+	f.maxInFl = max(f.maxInFl, f.inFlight)
 	blocked := f.blocked
+	hold := f.hold
 	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.inFlight--
+		f.mu.Unlock()
+	}()
+	if hold != nil {
+		if ch := hold(batch); ch != nil {
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
 	if blocked != nil {
 		select {
 		case <-blocked:

@@ -1,0 +1,78 @@
+package auditlogin
+
+import (
+	"encoding/json"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+// The JSON string encoder against encoding/json's reading of what it wrote:
+// every valid string comes back unchanged, invalid UTF-8 comes back with
+// U+FFFD in place of each bad byte, across the 8-byte fast path's edges.
+func TestAppendJSONStringRoundTrips(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	alphabet := []string{"a", "Z", "0", " ", "\"", "\\", "\n", "\t", "\x00", "\x1f", "\x7f", "é", "€", "\u2028", "\xff", "\xc3", "😀", "/", "<"}
+	check := func(s string) {
+		t.Helper()
+		enc := AppendJSONString(nil, s)
+		var back string
+		if err := json.Unmarshal(enc, &back); err != nil {
+			t.Fatalf("%q encoded as %s: not JSON: %v", s, enc, err)
+		}
+		want := strings.ToValidUTF8(s, "\ufffd")
+		if !utf8.ValidString(s) {
+			// each invalid byte is its own U+FFFD
+			var b strings.Builder
+			for i := 0; i < len(s); {
+				r, n := utf8.DecodeRuneInString(s[i:])
+				if r == utf8.RuneError && n == 1 {
+					b.WriteRune(utf8.RuneError)
+				} else {
+					b.WriteString(s[i : i+n])
+				}
+				i += n
+			}
+			want = b.String()
+		}
+		if back != want {
+			t.Fatalf("%q encoded as %s reads back as %q, want %q", s, enc, back, want)
+		}
+	}
+	for n := 0; n < 40; n++ {
+		for range 300 {
+			var b strings.Builder
+			for b.Len() < n {
+				if rng.IntN(4) == 0 {
+					b.WriteString(alphabet[rng.IntN(len(alphabet))])
+				} else {
+					b.WriteByte(byte('a' + rng.IntN(26)))
+				}
+			}
+			check(b.String())
+		}
+	}
+	for c := 0; c < 256; c++ {
+		for pos := 0; pos < 17; pos++ {
+			check(strings.Repeat("x", pos) + string(rune(c)) + strings.Repeat("y", 16-pos))
+			check(strings.Repeat("x", pos) + string([]byte{byte(c)}) + strings.Repeat("y", 16-pos))
+		}
+	}
+}
+
+// The hand-written @timestamp equals time.Format's, across years, months,
+// days, hours and milliseconds.
+func TestAppendTimestampMatchesTimeFormat(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	zones := []*time.Location{time.UTC, time.FixedZone("x", -9*3600-1800), time.FixedZone("y", 14*3600)}
+	for range 100000 {
+		ts := time.Unix(rng.Int64N(253402300799), rng.Int64N(1e9)).In(zones[rng.IntN(len(zones))])
+		got := string(appendTimestamp(nil, ts))
+		want := ts.UTC().Format("2006-01-02T15:04:05.000Z07:00")
+		if got != want {
+			t.Fatalf("%v: got %s, want %s", ts, got, want)
+		}
+	}
+}
