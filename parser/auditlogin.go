@@ -512,8 +512,9 @@ func parseTS(s string, loc *time.Location) (time.Time, bool) {
 	h, ok4 := num(11, 13)
 	mi, ok5 := num(14, 16)
 	se, ok6 := num(17, 19)
-	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60 {
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) {
 		return time.Time{}, false
 	}
-	return time.Date(y, time.Month(mo), d, h, mi, se, 0, loc).UTC(), true
+	t, err := wallClock(y, mo, d, h, mi, se, 0, loc)
+	return t.UTC(), err == nil
 }

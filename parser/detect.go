@@ -12,10 +12,10 @@ var (
 	detectAuditLogin   = regexp.MustCompile(`^\{"ts":"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d","type":"`)
 	detectServerAudit  = regexp.MustCompile(`^\d{8} \d\d:\d\d:\d\d,[^,]*,|^[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \S+ [^:]*server_audit[^:]*: `)
 	detectGeneralHead  = regexp.MustCompile(`^\S*(mysqld|mariadbd)\S*, Version: |^Time\s+Id\s+Command\s+Argument`)
-	detectErrorLogLine = regexp.MustCompile(`^(\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d\S*|\d{6} [ \d]\d:\d\d:\d\d)\s+(\d+\s+)?\[(Note|Warning|ERROR|Error|System)\]`)
+	detectErrorLogLine = regexp.MustCompile(`^(\d{4}-\d\d-\d\d(T\d\d| [ \d]\d):\d\d:\d\d\S*|\d{6} [ \d]\d:\d\d:\d\d)\s+(\d+\s+)?\[(Note|Warning|ERROR|Error|System)\]`)
 	detectErrorLogJSON = regexp.MustCompile(`^\{\s*"prio"\s*:`)
 	detectPercona      = regexp.MustCompile(`^\{"audit_record":|^\s*<AUDIT_RECORD|^"(Connect|Quit|Query|Audit|Change user|NoAudit)","`)
-	detectEnterprise   = regexp.MustCompile(`^\s*"(class|event|connection_id|account|login)"\s*:`)
+	detectEnterprise   = regexp.MustCompile(`^\s*"(class|event|connection_id|account|login)"\s*:|^\s*\[?\s*\{\s*"timestamp"\s*:\s*"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"\s*,\s*"id"\s*:`)
 )
 
 // Detect names the format of a file from its first bytes (up to its first

@@ -63,28 +63,20 @@ func (p *ErrorLog) parse(s string) (*auditlogin.Event, error) {
 	if !strings.Contains(s, deniedPrefix) && !strings.Contains(s, abortedMarker) {
 		return nil, nil
 	}
-	// "<ts> <thread> [Level] ... message": the timestamp is one or two
-	// fields (2026-11-25 19:17:15, or 2026-11-25T10:00:00.123456Z).
-	fields := strings.SplitN(s, " ", 4)
-	if len(fields) < 3 {
+	// "<ts> <thread> [Level] ... message": the timestamp is one field
+	// (2026-11-25T10:00:00.123456Z), or a date and a time separated by one
+	// space, or two before an hour below 10 (2026-12-01  0:47:48, 261201  0:04:00).
+	ts, rest, ok := splitStamp(s)
+	if !ok {
 		return nil, errors.New("no timestamp")
 	}
-	var ts string
-	var rest string
 	var t time.Time
 	var err error
-	if strings.Contains(fields[0], "T") {
-		ts, rest = fields[0], strings.Join(fields[1:], " ")
-		t, err = time.Parse(time.RFC3339Nano, ts)
-	} else {
-		ts, rest = fields[0]+" "+fields[1], strings.Join(fields[2:], " ")
-		t, err = time.ParseInLocation("2006-01-02 15:04:05", ts, p.opt.Location)
-		if err != nil { // older MariaDB: 251125 19:17:15
-			t, err = time.ParseInLocation("060102 15:04:05", strings.Replace(ts, "  ", " 0", 1), p.opt.Location)
-		}
+	if t, err = time.Parse(time.RFC3339Nano, ts); err != nil { // MySQL 8: with its zone
+		t, err = localStamp(ts, p.opt.Location)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("bad timestamp %q", ts)
+		return nil, fmt.Errorf("bad timestamp %q: %v", ts, err)
 	}
 	thread := ""
 	if sp := strings.IndexByte(rest, ' '); sp > 0 && isDigits(rest[:sp]) {
@@ -95,6 +87,29 @@ func (p *ErrorLog) parse(s string) (*auditlogin.Event, error) {
 		i = strings.Index(rest, "Aborted connection")
 	}
 	return p.event(ts, t, thread, rest[i:])
+}
+
+// splitStamp splits a line into its leading timestamp (one field with a
+// 'T', or a date field and a time field, with up to two spaces between)
+// and the rest after the spaces that follow it.
+func splitStamp(s string) (ts, rest string, ok bool) {
+	first := strings.IndexByte(s, ' ')
+	if first <= 0 {
+		return "", "", false
+	}
+	end := first
+	if !strings.Contains(s[:first], "T") {
+		j := first + 1
+		if j < len(s) && s[j] == ' ' {
+			j++
+		}
+		k := strings.IndexByte(s[j:], ' ')
+		if k <= 0 {
+			return "", "", false
+		}
+		end = j + k
+	}
+	return s[:end], strings.TrimLeft(s[end:], " "), true
 }
 
 // event makes the failed login of an "Access denied" or "Aborted

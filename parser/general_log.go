@@ -152,7 +152,7 @@ func (p *GeneralLog) split(s string) (ts, thread, cmd, arg string, ok bool) {
 	}
 	if m := mariadbGeneralLine.FindStringSubmatch(s); m != nil {
 		if m[1] != "" {
-			t, err := time.ParseInLocation("060102 15:04:05", strings.Replace(m[1], "  ", " 0", 1), p.opt.Location)
+			t, err := localStamp(m[1], p.opt.Location)
 			if err != nil {
 				return "", "", "", "", false
 			}

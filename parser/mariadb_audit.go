@@ -3,6 +3,7 @@ package parser
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"regexp"
 	"strings"
@@ -68,14 +69,14 @@ func (p *MariaDBAudit) parse(s string) (*auditlogin.Event, bool, error) {
 	if len(s) > 18 && s[8] == ' ' && s[17] == ',' && isDigits(s[:8]) {
 		ts, payload = s[:17], s[18:]
 		var err error
-		if t, err = time.ParseInLocation("20060102 15:04:05", ts, p.opt.Location); err != nil {
-			return nil, false, errors.New("bad timestamp: want YYYYMMDD HH:MM:SS")
+		if t, err = localStamp(ts, p.opt.Location); err != nil {
+			return nil, false, fmt.Errorf("bad timestamp %q: want YYYYMMDD HH:MM:SS (%v)", ts, err)
 		}
 	} else if i := strings.Index(s, ": "); i > 15 {
 		// syslog: "Mon _2 15:04:05 host ident: payload"
 		var err error
 		ts = s[:15]
-		if t, err = syslogTime(ts, p.opt.Location, time.Now()); err != nil {
+		if t, err = syslogTime(ts, p.opt.Location, p.opt.Now()); err != nil {
 			return nil, false, errors.New("not a server_audit record: no YYYYMMDD timestamp and no syslog prefix")
 		}
 		payload = s[i+2:]
@@ -155,16 +156,3 @@ func isDigits(s string) bool {
 	return len(s) > 0
 }
 
-// syslogTime reads a "Jan _2 15:04:05" stamp, which has no year: the year
-// that puts it in the past (or at most a day ahead of now).
-func syslogTime(s string, loc *time.Location, now time.Time) (time.Time, error) {
-	t, err := time.ParseInLocation("Jan _2 15:04:05", s, loc)
-	if err != nil {
-		return t, err
-	}
-	t = t.AddDate(now.In(loc).Year(), 0, 0)
-	if t.After(now.Add(24 * time.Hour)) {
-		t = t.AddDate(-1, 0, 0)
-	}
-	return t, nil
-}

@@ -27,11 +27,16 @@ type Options struct {
 	// record a line, and a user name holding `"} {"ts":"` could otherwise
 	// pass for two records.
 	Pasted bool
+	// Now is the clock, for stamps with no year (syslog); nil: time.Now.
+	Now func() time.Time
 }
 
 func (o Options) withDefaults() Options {
 	if o.Location == nil {
 		o.Location = time.Local
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	if o.MyHost == "" {
 		o.MyHost, _ = os.Hostname()

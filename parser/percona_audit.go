@@ -190,10 +190,7 @@ func auditTime(s string, loc *time.Location) (time.Time, error) {
 	if t, err := time.Parse("2006-01-02T15:04:05 MST", s); err == nil {
 		return t, nil
 	}
-	if t, err := time.ParseInLocation("2006-01-02T15:04:05", s, loc); err == nil {
-		return t, nil
-	}
-	return time.ParseInLocation("2006-01-02 15:04:05", s, loc)
+	return localStamp(s, loc)
 }
 
 func (p *PerconaAudit) emitRecord(r auditRecord, pos auditlogin.Position, emit func(auditlogin.Record)) {

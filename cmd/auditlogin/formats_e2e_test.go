@@ -24,7 +24,12 @@ import (
 // server_audit log (rotated mid-test), the general log and the error log.
 // Each real connection must appear as the expected event in each log that
 // records it.
-func TestMariaDBLogsEndToEnd(t *testing.T) {
+// TestMariaDBLogsEndToEndChangesServerGlobals makes real logins against the
+// local MariaDB and reads them from its server_audit log, general log and
+// error log, with format auto. It changes the server's globals
+// (server_audit_*, general_log*, log_warnings) and puts every one back as it
+// found it, also when it fails.
+func TestMariaDBLogsEndToEndChangesServerGlobals(t *testing.T) {
 	db := mariadb(t)
 	defer db.Close()
 	ctx := context.Background()
@@ -49,6 +54,13 @@ func TestMariaDBLogsEndToEnd(t *testing.T) {
 
 	var installed int
 	db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.PLUGINS WHERE PLUGIN_NAME='SERVER_AUDIT'").Scan(&installed)
+	var auditPathWas, auditEventsWas string
+	var auditLoggingWas int
+	if installed > 0 {
+		if err := db.QueryRowContext(ctx, "SELECT @@server_audit_file_path, @@server_audit_events, @@server_audit_logging").Scan(&auditPathWas, &auditEventsWas, &auditLoggingWas); err != nil {
+			t.Fatalf("reading server_audit's settings: %v", err)
+		}
+	}
 	if installed == 0 {
 		if _, err := db.ExecContext(ctx, "INSTALL SONAME 'server_audit'"); err != nil {
 			t.Fatalf("server_audit: %v", err)
@@ -60,10 +72,14 @@ func TestMariaDBLogsEndToEnd(t *testing.T) {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	defer func() { // the server's settings as they were
+	defer func() { // the server's settings as they were, even after a t.Fatal
 		db.ExecContext(ctx, "SET GLOBAL server_audit_logging=OFF")
 		if installed == 0 {
 			db.ExecContext(ctx, "UNINSTALL SONAME 'server_audit'")
+		} else {
+			db.ExecContext(ctx, "SET GLOBAL server_audit_file_path=?", auditPathWas)
+			db.ExecContext(ctx, "SET GLOBAL server_audit_events=?", auditEventsWas)
+			db.ExecContext(ctx, "SET GLOBAL server_audit_logging=?", auditLoggingWas)
 		}
 		db.ExecContext(ctx, "SET GLOBAL general_log=?", generalWas)
 		db.ExecContext(ctx, "SET GLOBAL general_log_file=?", generalFileWas)
@@ -83,8 +99,9 @@ func TestMariaDBLogsEndToEnd(t *testing.T) {
 		exec1("CREATE USER " + u + " IDENTIFIED BY 'pw'")
 	}
 
-	// The agent, on all three files, format auto; the error log from its
-	// current end (it holds earlier runs).
+	// The agent, on all three files, format auto. The error log holds
+	// earlier runs: only events from this run's start on count.
+	started := time.Now().Add(-time.Second).Truncate(time.Second)
 	out := filepath.Join(dir, "events.ndjson")
 	cfg, err := config.LoadYAML([]byte(fmt.Sprintf(`
 inputs:
@@ -95,7 +112,6 @@ inputs:
   - paths: [%q]
     format: auto
     timezone: Local
-    start_at: end
 registry: {path: %q, flush_interval: 50ms}
 outputs: {file: {path: %q}}
 enrich: {enabled: false}
@@ -110,8 +126,37 @@ tail: {scan_interval: 50ms, poll_interval: 10ms, rotate_wait: 300ms}
 	go func() {
 		agentDone <- runAgent(actx, cfg, agentOptions{stdout: io.Discard, stderr: io.Discard, log: slog.New(slog.DiscardHandler)})
 	}()
-	time.Sleep(300 * time.Millisecond) // the first scan: the error log's end is taken
 
+	type key struct{ format, what string }
+	got := map[key]string{}
+	collect := func() {
+		data, _ := os.ReadFile(out)
+		for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+			var ev struct {
+				Timestamp                  time.Time `json:"@timestamp"`
+				Format, Type, Thread, Host string
+				User                       *string
+				IP                         *string
+			}
+			if json.Unmarshal([]byte(line), &ev) != nil || ev.Timestamp.Before(started) {
+				continue
+			}
+			user := "<null>"
+			if ev.User != nil {
+				user = *ev.User
+			}
+			what := ""
+			switch {
+			case user == "fmt_e2e" || user == "root":
+				what = user + "#" + ev.Thread
+			case user == "<null>":
+				what = "probe"
+			default:
+				what = user
+			}
+			got[key{ev.Format, what}] = ev.Type
+		}
+	}
 	tcp := func(user, pass string) (int64, error) {
 		c := mysql.NewConfig()
 		c.User, c.Passwd, c.Net, c.Addr, c.Timeout = user, pass, "tcp", "127.0.0.1:3306", 5*time.Second
@@ -139,7 +184,14 @@ tail: {scan_interval: 50ms, poll_interval: 10ms, rotate_wait: 300ms}
 	if _, err := tcp("fmt_e2e2", "wrong"); err == nil {
 		t.Fatal("wrong password accepted")
 	}
-	// server_audit rotates itself on request: the agent reads the renamed file to its end.
+	// server_audit rotates itself on request: the agent reads the renamed
+	// file to its end. Rotate once the agent follows the file (it has
+	// shipped the first login from it), so the rename happens under it.
+	firstAudit := key{"mariadb_audit", fmt.Sprintf("fmt_e2e#%d", okTCP)}
+	waitUntil(t, "the agent to ship the first server_audit login", func() bool {
+		collect()
+		return got[firstAudit] != ""
+	})
 	exec1("SET GLOBAL server_audit_file_rotate_now=ON")
 	if _, err := tcp("e2e_nosuch", "x"); err == nil {
 		t.Fatal("unknown user accepted")
@@ -151,35 +203,6 @@ tail: {scan_interval: 50ms, poll_interval: 10ms, rotate_wait: 300ms}
 		t.Fatalf("server_audit did not rotate: %v", err)
 	}
 
-	type key struct{ format, what string }
-	got := map[key]string{}
-	collect := func() {
-		data, _ := os.ReadFile(out)
-		for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-			var ev struct {
-				Format, Type, Thread, Host string
-				User                       *string
-				IP                         *string
-			}
-			if json.Unmarshal([]byte(line), &ev) != nil {
-				continue
-			}
-			user := "<null>"
-			if ev.User != nil {
-				user = *ev.User
-			}
-			what := ""
-			switch {
-			case user == "fmt_e2e" || user == "root":
-				what = user + "#" + ev.Thread
-			case user == "<null>":
-				what = "probe"
-			default:
-				what = user
-			}
-			got[key{ev.Format, what}] = ev.Type
-		}
-	}
 	want := map[key]string{
 		{"mariadb_audit", fmt.Sprintf("fmt_e2e#%d", okTCP)}:    "successful_login",
 		{"mariadb_audit", fmt.Sprintf("fmt_e2e#%d", okSocket)}: "successful_login",
@@ -205,12 +228,12 @@ tail: {scan_interval: 50ms, poll_interval: 10ms, rotate_wait: 300ms}
 		}
 		return true
 	}
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for !complete() && time.Now().Before(deadline) {
 		// the general log holds a Connect until the connection's next line:
 		// any later statement moves it on
 		db.ExecContext(ctx, "DO 1")
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // a poll interval, not a wait for a guess
 	}
 	stop()
 	if err := <-agentDone; err != nil {
