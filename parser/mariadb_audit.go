@@ -155,4 +155,3 @@ func isDigits(s string) bool {
 	}
 	return len(s) > 0
 }
-
