@@ -571,6 +571,8 @@ func (p *Pipeline) runOutput(ctx context.Context, o *outState) {
 				q = append(q, queue[retryN:]...)
 				queue, retryN = q, retryN+len(r.retry)
 			}
+			var pe *PartialError
+			refused := errors.As(r.err, &pe) // the destination answered per item
 			switch {
 			case r.accepted > 0 || len(r.retry) == 0:
 				delay = initial
@@ -592,17 +594,31 @@ func (p *Pipeline) runOutput(ctx context.Context, o *outState) {
 					refusedN = 0
 				}
 			case waitC == nil:
-				// Nothing accepted: an outage, or every item refused.
-				if !o.down.Load() {
+				// Nothing accepted: back off. A destination that answered
+				// and refused every item of this write (429 under pressure,
+				// often the few items left at the end) is not down: its
+				// backoff stays short. A failed request is an outage.
+				limit := maxDelay
+				if refused {
+					limit = min(maxDelay, refusalBackoffMax)
+					refusedN += int64(len(r.retry))
+					lastRefus = time.Now()
+					if !refusing {
+						refusing = true
+						p.log.Warn("output refuses some items; sending them again with new events",
+							"output", name, "refused", len(r.retry), "of", r.n, "err", r.err)
+					}
+				} else if !o.down.Load() {
 					o.down.Store(true)
 					p.log.Warn("output failing; retrying with backoff, reading is held back until it recovers",
 						"output", name, "err", r.err)
 				}
 				// Full jitter over [delay/2, delay], capped exponential growth.
+				delay = min(delay, limit)
 				d := delay/2 + time.Duration(rand.Int64N(int64(delay/2)+1))
 				wait = time.NewTimer(d)
 				waitC = wait.C
-				delay = min(delay*2, maxDelay)
+				delay = min(delay*2, limit)
 			}
 		case <-waitC:
 			waitC = nil
@@ -614,6 +630,10 @@ func (p *Pipeline) runOutput(ctx context.Context, o *outState) {
 // refusalQuiet is how long an output must accept every item before the
 // "refuses some items" state ends (one log line per state, not per batch).
 const refusalQuiet = 30 * time.Second
+
+// refusalBackoffMax caps the backoff of writes whose every item was refused
+// (the destination answers, under pressure): it never grows to RetryMax.
+const refusalBackoffMax = time.Second
 
 // write sends one unit and settles what it can: delivered and permanently
 // refused items are done (the latter dead-lettered); the others come back

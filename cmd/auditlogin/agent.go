@@ -341,7 +341,9 @@ func runAgent(ctx context.Context, cfg config.Config, o agentOptions) error {
 		}
 	}
 	start := time.Now()
-	lines := make(chan []auditlogin.Line, 16)
+	// Two chunks of lines queued (256 KiB each, with their Line slices): the
+	// tailer reads ahead of parsing by that much, no more (memory).
+	lines := make(chan []auditlogin.Line, 2)
 	var g errgroup.Group
 	g.Go(func() error { return tl.Run(ctx, lines) })
 	g.Go(func() error { return pipe.Run(ctx, lines) })

@@ -133,6 +133,9 @@ log: {level: info, format: json}
 	if kills < 3 {
 		t.Errorf("only %d kills: restarts were not exercised", kills)
 	}
+	if ops := es.Ops(); ops["index"] != 0 || es.Overwrites() != 0 {
+		t.Errorf("bulk actions %v, %d overwrites: exactly once must come from create, not from the server overwriting", ops, es.Overwrites())
+	}
 	t.Logf("%d events, %d kills, 4 rotations, 429s on a tenth of first tries: each event exactly once", total, kills)
 }
 

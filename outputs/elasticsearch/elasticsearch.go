@@ -208,8 +208,16 @@ func (o *Output) Workers() int { return o.cfg.Workers }
 func (o *Output) IndexFor(ev *auditlogin.Event) string { return o.index.render(ev) }
 
 type bulkResponse struct {
-	Errors bool                          `json:"errors"`
-	Items  []map[string]bulkItemResponse `json:"items"`
+	Errors bool       `json:"errors"`
+	Items  []bulkItem `json:"items"`
+}
+
+// bulkItem is one item of a bulk response, keyed by its action; a struct
+// rather than a map per item (a response of 1,000 refused items is read on
+// every retry under pressure).
+type bulkItem struct {
+	Create *bulkItemResponse `json:"create"`
+	Index  *bulkItemResponse `json:"index"`
 }
 
 type bulkItemResponse struct {
@@ -310,8 +318,11 @@ func (o *Output) bulk(ctx context.Context, evs []*auditlogin.Event, offset int) 
 	var failed []auditlogin.ItemError
 	for i, item := range br.Items {
 		var r bulkItemResponse
-		for _, v := range item {
-			r = v
+		switch {
+		case item.Create != nil:
+			r = *item.Create
+		case item.Index != nil:
+			r = *item.Index
 		}
 		switch {
 		case r.Status >= 200 && r.Status < 300:

@@ -72,6 +72,14 @@ func TestReplayIsExactlyOnce(t *testing.T) {
 	if n := s.Count("auditlogin-*"); n != 100 {
 		t.Fatalf("index holds %d documents after three writes of 100, want 100", n)
 	}
+	// Exactly once by the shipper, not by the server: create actions only,
+	// the replays refused with 409 (an index action would have overwritten).
+	if ops := s.Ops(); ops["index"] != 0 || ops["create"] != 300 {
+		t.Fatalf("bulk actions %v, want 300 create and no index", ops)
+	}
+	if s.Conflicts() != 200 || s.Overwrites() != 0 {
+		t.Fatalf("%d conflicts and %d overwrites, want 200 and 0", s.Conflicts(), s.Overwrites())
+	}
 	for _, ev := range evs {
 		if string(s.Docs("auditlogin-*")[ev.ID]) != string(ev.Encoded) {
 			t.Fatalf("document %s differs from the event", ev.ID)

@@ -44,6 +44,36 @@ type Server struct {
 	policies   map[string]json.RawMessage
 	kibana     map[string]json.RawMessage // "type/id" → object
 	bulks      int
+	ops        map[string]int // bulk actions received, by op
+	overwrites int            // documents replaced by an index action
+	conflicts  int            // create actions refused with 409
+}
+
+// Ops returns how many bulk actions of each kind (create, index) arrived.
+func (s *Server) Ops() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range s.ops {
+		out[k] = v
+	}
+	return out
+}
+
+// Overwrites returns how many documents an index action replaced: an
+// exactly-once shipper using create never causes one.
+func (s *Server) Overwrites() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.overwrites
+}
+
+// Conflicts returns how many create actions were refused with 409 (the
+// document was already there: a replay).
+func (s *Server) Conflicts() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conflicts
 }
 
 type index struct {
@@ -279,6 +309,10 @@ func (s *Server) bulk(w http.ResponseWriter, r *http.Request, defIndex string) {
 		for k, v := range action {
 			op, meta = k, v
 		}
+		if s.ops == nil {
+			s.ops = map[string]int{}
+		}
+		s.ops[op]++
 		if !sc.Scan() {
 			writeJSON(w, 400, map[string]any{"error": errBody("illegal_argument_exception", "missing document line"), "status": 400})
 			return
@@ -318,9 +352,11 @@ func (s *Server) bulk(w http.ResponseWriter, r *http.Request, defIndex string) {
 			if i, exists := ix.ids[meta.ID]; exists {
 				if op == "create" {
 					status = 409
+					s.conflicts++
 					result["error"] = errBody("version_conflict_engine_exception", "["+meta.ID+"]: version conflict, document already exists")
 					break
 				}
+				s.overwrites++
 				ix.docs[i].src = src
 				status = 200
 				break
