@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -22,9 +23,12 @@ const (
 	TypeLogout  = "logout"
 )
 
-// Tags set by parsers.
+// Tags set by parsers and by Normalize.
 const (
 	TagSuspiciousUser = "suspicious_user"
+	// TagInvalidIP: the record's ip is no IP address; ip is null and
+	// ip_original holds what the server wrote.
+	TagInvalidIP = "invalid_ip"
 )
 
 // NullString is a string that may be JSON null: the audit_login plugin writes
@@ -54,6 +58,9 @@ type Event struct {
 	Host      NullString // client host name
 	IP        NullString // client IP
 	ID        string     // deterministic id of the record's fields (see ComputeID)
+	// IPOriginal is the ip as the server wrote it, when Normalize changed
+	// it (a non-canonical or invalid address); "" otherwise.
+	IPOriginal string
 	Format    string     // source format name
 	Tags      []string
 	Path      string            // log.file.path
@@ -132,6 +139,77 @@ func ValidField(name string) bool {
 	return ok
 }
 
+// Normalize completes a parsed event before enrichment and encoding: the id
+// is computed first, from the record's fields as the server wrote them (so
+// ids stay what they were for existing records), then the ip is put in
+// canonical form (CanonicalIP): an address Elasticsearch's ip type refuses
+// ("10.0.0.03") would otherwise be dead-lettered and missing from Kibana.
+// An ip that is no address at all becomes null, tagged invalid_ip; either
+// way ip_original keeps what the server wrote.
+func (e *Event) Normalize() {
+	if e.ID == "" {
+		e.ID = e.ComputeID()
+	}
+	if e.IP.Valid && e.IP.S != "" {
+		c, ok := CanonicalIP(e.IP.S)
+		switch {
+		case !ok:
+			e.IPOriginal, e.IP = e.IP.S, Null
+			e.AddTag(TagInvalidIP)
+		case c != e.IP.S:
+			e.IPOriginal, e.IP.S = e.IP.S, c
+		}
+	}
+	if e.Tags == nil {
+		e.Tags = []string{}
+	}
+}
+
+// CanonicalIP returns s as the canonical text of an IP address (RFC 5952
+// for IPv6, dotted decimal for IPv4), and false if s is no address. IPv4
+// octets with leading zeros are read as decimal ("10.0.0.03" is 10.0.0.3):
+// servers print addresses with inet_ntop, so such zeros come from hand-made
+// or converted logs, not from octal notation. An IPv6 zone is kept.
+func CanonicalIP(s string) (string, bool) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		if c := a.String(); c != s {
+			return c, true
+		}
+		return s, true
+	}
+	// Dotted quad with leading zeros.
+	var oct [4]int
+	n, digits := 0, 0
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= '0' && c <= '9':
+			if digits == 3 {
+				return "", false
+			}
+			oct[n] = oct[n]*10 + int(c-'0')
+			digits++
+		case c == '.' && digits > 0 && n < 3:
+			n, digits = n+1, 0
+		default:
+			return "", false
+		}
+	}
+	if n != 3 || digits == 0 {
+		return "", false
+	}
+	b := make([]byte, 0, 15)
+	for i, o := range oct {
+		if o > 255 {
+			return "", false
+		}
+		if i > 0 {
+			b = append(b, '.')
+		}
+		b = strconv.AppendInt(b, int64(o), 10)
+	}
+	return string(b), true
+}
+
 // ComputeID returns the event id: the first 16 bytes of a SHA-256 over the
 // record's own fields (ts, type, myhost, thread, user, priv_user, host, ip),
 // each length-prefixed and marked null or not, as 32 hex digits. It does not
@@ -188,6 +266,10 @@ func (e *Event) AppendJSON(dst []byte) []byte {
 	dst = appendNull(dst, e.Host)
 	dst = append(dst, `,"ip":`...)
 	dst = appendNull(dst, e.IP)
+	if e.IPOriginal != "" {
+		dst = append(dst, `,"ip_original":`...)
+		dst = AppendJSONString(dst, e.IPOriginal)
+	}
 	dst = append(dst, `,"id":`...)
 	dst = AppendJSONString(dst, e.ID)
 	dst = append(dst, `,"format":`...)

@@ -76,3 +76,44 @@ func TestAppendTimestampMatchesTimeFormat(t *testing.T) {
 		}
 	}
 }
+
+func TestCanonicalIP(t *testing.T) {
+	for in, want := range map[string]string{
+		"10.0.0.87": "10.0.0.87", "10.0.0.03": "10.0.0.3", "010.000.000.001": "10.0.0.1", "0.0.0.0": "0.0.0.0",
+		"::1": "::1", "2001:DB8:0:0:0:0:0:1": "2001:db8::1", "::ffff:10.0.0.1": "::ffff:10.0.0.1", "fe80::1%eth0": "fe80::1%eth0",
+	} {
+		if got, ok := CanonicalIP(in); !ok || got != want {
+			t.Errorf("CanonicalIP(%q) = %q, %v; want %q", in, got, ok, want)
+		}
+	}
+	for _, in := range []string{"", "web-87", "10.0.0", "10.0.0.256", "10.0.0.0003", "10..0.1", "10.0.0.1.", "1.2.3.4.5", " 10.0.0.1", "(null)"} {
+		if got, ok := CanonicalIP(in); ok {
+			t.Errorf("CanonicalIP(%q) = %q: not an address, want false", in, got)
+		}
+	}
+}
+
+// Normalize keeps the id of the record as written, canonicalizes the ip
+// (keeping the original), and turns a non-address into null + invalid_ip.
+func TestNormalizeIP(t *testing.T) {
+	ev := &Event{TS: "2013-09-11 09:13:51", Type: TypeSuccess, MyHost: "gromit03", Thread: "74153874",
+		User: Str("web_user"), PrivUser: Str("web_user"), Host: Str("web-03.localdomain"), IP: Str("10.0.0.03")}
+	id := ev.ComputeID()
+	ev.Normalize()
+	if ev.ID != id || ev.IP != Str("10.0.0.3") || ev.IPOriginal != "10.0.0.03" || len(ev.Tags) != 0 {
+		t.Fatalf("normalized to id %s ip %v original %q tags %v; want id %s (of the record as written), 10.0.0.3", ev.ID, ev.IP, ev.IPOriginal, ev.Tags, id)
+	}
+	if js := string(ev.AppendJSON(nil)); !strings.Contains(js, `"ip":"10.0.0.3","ip_original":"10.0.0.03"`) {
+		t.Fatalf("encoded: %s", js)
+	}
+	bad := &Event{IP: Str("not-an-ip")}
+	bad.Normalize()
+	if bad.IP.Valid || bad.IPOriginal != "not-an-ip" || !bad.HasTag(TagInvalidIP) {
+		t.Fatalf("a non-address became ip %v original %q tags %v", bad.IP, bad.IPOriginal, bad.Tags)
+	}
+	sock := &Event{IP: Null}
+	sock.Normalize()
+	if sock.IP.Valid || sock.IPOriginal != "" || len(sock.Tags) != 0 {
+		t.Fatalf("a socket login changed: %+v", sock)
+	}
+}

@@ -23,8 +23,8 @@ type PipelineConfig struct {
 	// dead-lettered) a batch, with the time that took, retries included.
 	OnBatch func(output string, took time.Duration, events int)
 
-	// Enrich, when set, is called for each event after parsing and before the
-	// id is computed (if the parser left it empty) and the event is encoded.
+	// Enrich, when set, is called for each event after parsing and
+	// Normalize (id, canonical ip), before the event is encoded.
 	Enrich func(*Event)
 
 	BatchSize     int           // events per batch (default 1024)
@@ -322,14 +322,9 @@ func (p *Pipeline) emit(rec Record) {
 	}
 	size := len(rec.Raw)
 	if ev := rec.Event; ev != nil {
+		ev.Normalize()
 		if p.cfg.Enrich != nil {
 			p.cfg.Enrich(ev)
-		}
-		if ev.ID == "" {
-			ev.ID = ev.ComputeID()
-		}
-		if ev.Tags == nil {
-			ev.Tags = []string{}
 		}
 		// Encode into a reused buffer, then keep an exact-size copy: one
 		// allocation per event, no slack held while it is in flight.

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -197,5 +198,28 @@ func TestRunWithoutConfigUsesDemo(t *testing.T) {
 	}
 	if data, err := os.ReadFile(filepath.Join(dir, "auditlogin-data", "events.ndjson")); err != nil || strings.Count(string(data), "\n") != 11 {
 		t.Fatalf("demo file output: %v", err)
+	}
+	// Every login reaches an index with an ip-typed field: each ip is null or
+	// an address in canonical form (the announcement's 7th record has
+	// 10.0.0.03, which Elasticsearch's ip type refuses as written).
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var ev struct {
+			Thread     string  `json:"thread"`
+			IP         *string `json:"ip"`
+			IPOriginal string  `json:"ip_original"`
+		}
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev.IP == nil {
+			continue
+		}
+		a, err := netip.ParseAddr(*ev.IP)
+		if err != nil || a.String() != *ev.IP {
+			t.Errorf("thread %s: ip %q is not a canonical address", ev.Thread, *ev.IP)
+		}
+		if ev.Thread == "74153874" && (*ev.IP != "10.0.0.3" || ev.IPOriginal != "10.0.0.03") {
+			t.Errorf("the 7th record: ip %q, ip_original %q; want 10.0.0.3 and 10.0.0.03", *ev.IP, ev.IPOriginal)
+		}
 	}
 }

@@ -52,10 +52,7 @@ func cmdParse(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		case rec.Event != nil:
 			events++
 			ev := rec.Event
-			ev.ID = ev.ComputeID()
-			if ev.Tags == nil {
-				ev.Tags = []string{}
-			}
+			ev.Normalize()
 			buf = ev.AppendJSON(buf[:0])
 			buf = append(buf, '\n')
 			out.Write(buf)

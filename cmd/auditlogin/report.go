@@ -192,6 +192,7 @@ func readEvents(name string, stdin io.Reader, stderr io.Writer, input string, po
 			return
 		}
 		if rec.Event != nil {
+			rec.Event.Normalize()
 			agg.Add(rec.Event)
 		}
 	}

@@ -32,10 +32,14 @@ func Mappings() map[string]any {
 		"properties": map[string]any{
 			"@timestamp": map[string]any{"type": "date"},
 			"ts":         kw, "type": kw, "myhost": kw, "thread": kw, "user": kw, "priv_user": kw, "host": kw,
-			"ip":     map[string]any{"type": "ip"},
-			"id":     kw,
-			"format": kw,
-			"tags":   kw,
+			// The agent ships only canonical addresses (Event.Normalize);
+			// ignore_malformed is the second line of defence for documents
+			// written by other tools.
+			"ip":          map[string]any{"type": "ip", "ignore_malformed": true},
+			"ip_original": kw,
+			"id":          kw,
+			"format":      kw,
+			"tags":        kw,
 			"log": map[string]any{"properties": map[string]any{
 				"file":   map[string]any{"properties": map[string]any{"path": kw}},
 				"offset": map[string]any{"type": "long"},
