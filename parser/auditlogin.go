@@ -176,6 +176,9 @@ func trimCR(b []byte) []byte {
 // "(null)").
 func complete(b []byte) bool {
 	b = trimCR(b)
+	if bytes.HasSuffix(b, escapedMarker) {
+		return true // the escaping plugin: one line a record, always
+	}
 	if !bytes.HasSuffix(b, bEnd) {
 		return false
 	}
@@ -199,14 +202,18 @@ func (p *AuditLogin) parseRecord(b []byte, pos auditlogin.Position) auditlogin.R
 
 // parse parses one complete record (possibly holding newlines in the user).
 func (p *AuditLogin) parse(b []byte) (*auditlogin.Event, error) {
-	if bytes.IndexByte(b, '\\') >= 0 {
-		// Either the escaping plugin (valid JSON) or an unescaped backslash in
-		// a user name. Valid JSON with exactly the eight keys in order is read
-		// as JSON; anything else by position.
+	if bytes.HasSuffix(bytes.TrimRight(b, " \t\r"), escapedMarker) {
+		// The escaping plugin's record: its marker ends it, and the
+		// original plugin's records always end with the ip's closing quote.
+		// Only these are decoded as JSON.
 		if ev, ok := p.parseJSON(b); ok {
 			return ev, nil
 		}
+		return nil, errors.New(`record ends with the escaping plugin's "escaped":true but is not its valid JSON`)
 	}
+	// The original plugin's record: strings are bytes, taken as written
+	// (a record that happens to be valid JSON is not decoded: the client
+	// chooses the user name, and \u0072oot is not root).
 	// One allocation holds every field: the event's strings are slices of it.
 	s := string(b)
 	return p.parsePositional(s)
@@ -293,14 +300,19 @@ func (p *AuditLogin) parsePositional(s string) (*auditlogin.Event, error) {
 	return ev, nil
 }
 
+// escapedMarker ends every record of the escaping plugin (plugin/).
+var escapedMarker = []byte(`,"escaped":true}`)
+
 // parseJSON reads a record written by the escaping plugin (plugin/): valid
-// JSON, exactly the eight keys in the documented order, all strings. Its
-// escapes are decoded by the plugin's convention: \u0080 to \u00ff stand for
-// the raw byte (valid UTF-8 is never escaped, so they can only come from a
-// byte that was not), every other escape as JSON says.
+// JSON, exactly the eight keys in the documented order and the marker
+// "escaped":true; ts, type, myhost and thread strings, the others strings or
+// null (null: the server had no value; the string "(null)" is a user of that
+// name). Its escapes are decoded by the plugin's convention: \u0080 to
+// \u00ff stand for the raw byte (valid UTF-8 is never escaped, so they can
+// only come from a byte that was not), every other escape as JSON says.
 func (p *AuditLogin) parseJSON(b []byte) (*auditlogin.Event, bool) {
 	keys := [...]string{"ts", "type", "myhost", "thread", "user", "priv_user", "host", "ip"}
-	var vals [8]string
+	var vals [8]auditlogin.NullString
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return nil, false
@@ -323,32 +335,57 @@ func (p *AuditLogin) parseJSON(b []byte) (*auditlogin.Event, bool) {
 			return nil, false
 		}
 		i = skipSpace(b, i+1)
+		if k >= 4 && bytes.HasPrefix(b[i:], []byte("null")) {
+			vals[k] = auditlogin.Null
+			i += 4
+			continue
+		}
 		v, n, ok := decodeJSONString(b[i:])
 		if !ok {
 			return nil, false
 		}
-		vals[k] = v
+		vals[k] = auditlogin.Str(v)
 		i += n
 	}
 	i = skipSpace(b, i)
+	if i >= len(b) || b[i] != ',' {
+		return nil, false
+	}
+	i = skipSpace(b, i+1)
+	if name, n, ok := decodeJSONString(b[i:]); !ok || name != "escaped" {
+		return nil, false
+	} else {
+		i = skipSpace(b, i+n)
+	}
+	if i >= len(b) || b[i] != ':' {
+		return nil, false
+	}
+	i = skipSpace(b, i+1)
+	if !bytes.HasPrefix(b[i:], []byte("true")) {
+		return nil, false
+	}
+	i = skipSpace(b, i+4)
 	if i >= len(b) || b[i] != '}' || skipSpace(b, i+1) != len(b) {
 		return nil, false
 	}
-	if len(vals[0]) != tsLayoutLen || (vals[1] != auditlogin.TypeSuccess && vals[1] != auditlogin.TypeFailed) {
+	if len(vals[0].S) != tsLayoutLen || (vals[1].S != auditlogin.TypeSuccess && vals[1].S != auditlogin.TypeFailed) {
 		return nil, false
 	}
-	t, ok := parseTS(vals[0], p.opt.Location)
+	t, ok := parseTS(vals[0].S, p.opt.Location)
 	if !ok {
 		return nil, false
 	}
-	for _, c := range []byte(vals[3]) {
+	if vals[3].S == "" {
+		return nil, false
+	}
+	for _, c := range []byte(vals[3].S) {
 		if c < '0' || c > '9' {
 			return nil, false
 		}
 	}
 	ev := &auditlogin.Event{
-		Timestamp: t, TS: vals[0], Type: vals[1], MyHost: vals[2], Thread: vals[3],
-		User: nullable(vals[4]), PrivUser: nullable(vals[5]), Host: nullable(vals[6]), IP: nullable(vals[7]),
+		Timestamp: t, TS: vals[0].S, Type: vals[1].S, MyHost: vals[2].S, Thread: vals[3].S,
+		User: vals[4], PrivUser: vals[5], Host: vals[6], IP: vals[7],
 		Format: FormatAuditLogin,
 	}
 	if suspicious(ev.User.S) {

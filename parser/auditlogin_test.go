@@ -132,14 +132,28 @@ func TestAuditLoginHostile(t *testing.T) {
 		{"12", "failed_login", `back\slash\`, "", "evil", "192.0.2.7", false, true},
 		{"13", "failed_login", "line1\nline2", "", "evil", "192.0.2.7", false, true},
 		{"14", "successful_login", "dba", "dba", "localhost", "", true, false},
-		{"15", "successful_login", `esc"aped\`, `esc"aped\`, "h", "192.0.2.8", false, true},
+		{"15", "successful_login", `esc"aped\`, `esc"aped\`, "h", "192.0.2.8", false, true}, // the escaping plugin: decoded
 		{"16", "successful_login", "crlf", "crlf", "h", "192.0.2.9", false, false},
+		// The original plugin's records are bytes, even when they happen to
+		// be valid JSON: no escape is decoded.
+		{"21", "failed_login", `\u0072oot`, "", "evil", "192.0.2.7", false, true},
+		{"22", "failed_login", `a\"b`, "", "evil", "192.0.2.7", false, true},
+		// The escaping plugin: a user literally named (null) is a user; null
+		// is no value (a probe).
+		{"23", "successful_login", "(null)", "(null)", "", "", true, false},
+		{"24", "failed_login", "", "", "", "192.0.2.7", false, false},
 	}
 	if len(evs) != len(wants) {
 		t.Fatalf("got %d events, want %d", len(evs), len(wants))
 	}
 	for i, w := range wants {
 		e := evs[i]
+		if w.thread == "23" && (!e.User.Valid || !e.PrivUser.Valid || e.Host.Valid) {
+			t.Errorf("event %d: the user named (null) must be a string, the null host null: %+v", i, e)
+		}
+		if w.thread == "24" && (e.User.Valid || e.PrivUser.Valid || e.Host.Valid) {
+			t.Errorf("event %d: a probe's nulls must stay null: %+v", i, e)
+		}
 		if e.Thread != w.thread || e.Type != w.typ || e.User.S != w.user || e.PrivUser.S != w.priv ||
 			e.Host.S != w.host || e.IP.S != w.ip || e.IP.Valid == w.ipNull || e.HasTag(auditlogin.TagSuspiciousUser) != w.suspicious {
 			t.Errorf("event %d: got thread=%s type=%s user=%q priv=%q host=%q ip=%q(valid %v) tags=%v; want %+v",
@@ -283,16 +297,8 @@ func FuzzAuditLoginUser(f *testing.F) {
 		if len(lines) > maxRecordLines || len(rec) > maxRecordBytes {
 			t.Skip("longer than the join bound")
 		}
-		if strings.IndexByte(user, '\\') >= 0 && json.Valid([]byte(strings.TrimSuffix(rec, "\n"))) {
-			// Valid JSON with the eight keys is read as the escaping plugin's
-			// output; a raw user name that happens to be valid JSON escapes is
-			// read unescaped. Check that only the user changed.
-			recs := feedAll(t, FormatAuditLogin, []byte(rec), time.UTC)
-			if len(recs) != 1 || recs[0].Event == nil || recs[0].Event.IP.S != "192.0.2.1" || recs[0].Event.Host.S != "client.example" {
-				t.Fatalf("JSON-valid record misparsed: %+v", recs)
-			}
-			return
-		}
+		// No escape is ever decoded in this format, even where the record
+		// happens to be valid JSON: every field comes back as written.
 		recs := feedAll(t, FormatAuditLogin, []byte(rec), time.UTC)
 		if len(recs) != 1 || recs[0].Event == nil {
 			t.Fatalf("record %q: want one event, got %+v", rec, recs)
@@ -402,7 +408,8 @@ func FuzzEscapingPluginUser(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, user string) {
-		rec := fmt.Sprintf(`{"ts":"2026-11-25 10:00:00","type":"failed_login","myhost":"db-1","thread":"7","user":"%s","priv_user":"","host":"(null)","ip":"192.0.2.1"}`+"\n",
+		// The plugin's record: every string escaped, NULL as null, the marker.
+		rec := fmt.Sprintf(`{"ts":"2026-11-25 10:00:00","type":"failed_login","myhost":"db-1","thread":"7","user":"%s","priv_user":"","host":null,"ip":"192.0.2.1","escaped":true}`+"\n",
 			pluginEscape(user))
 		if strings.Count(rec, "\n") != 1 {
 			t.Fatalf("record spans lines: %q", rec)
@@ -415,12 +422,11 @@ func FuzzEscapingPluginUser(f *testing.F) {
 			t.Fatalf("%q: %+v", rec, recs)
 		}
 		e := recs[0].Event
-		want := auditlogin.Str(user)
-		if user == "(null)" {
-			want = auditlogin.Null
-		}
-		if e.User != want || e.IP.S != "192.0.2.1" || e.Host.Valid || e.Thread != "7" {
-			t.Fatalf("%q parsed as user %q (want %q)", rec, e.User.S, user)
+		// All eight fields: the user is exactly the bytes sent (a user named
+		// "(null)" included), and nothing leaks into the others.
+		if e.User != auditlogin.Str(user) || e.PrivUser != auditlogin.Str("") || e.Host.Valid || e.IP != auditlogin.Str("192.0.2.1") ||
+			e.Thread != "7" || e.Type != "failed_login" || e.MyHost != "db-1" || e.TS != "2026-11-25 10:00:00" {
+			t.Fatalf("%q parsed as %+v (user want %q)", rec, e, user)
 		}
 	})
 }

@@ -5,7 +5,8 @@
   that format keeps working:
 
     {"ts":"2026-11-25 10:00:00","type":"successful_login","myhost":"db-1",
-     "thread":"42","user":"app","priv_user":"app","host":"web-1","ip":"10.0.0.7"}
+     "thread":"42","user":"app","priv_user":"app","host":"web-1","ip":"10.0.0.7",
+     "escaped":true}
 
   Unlike the original, every string is JSON-escaped, so each line is valid
   JSON and nothing a client sends (a user name is chosen by the client) can
@@ -16,7 +17,14 @@
     - a byte that is not part of valid UTF-8 is written as \u00XX with XX
       from 80 to ff. Since valid UTF-8 is never escaped, such an escape can
       only stand for that raw byte: auditlogin reads it back as the byte.
-  A NULL string is written as the literal (null), as the original did.
+  A NULL string (a connection that sent no credentials: a port probe) is
+  written as JSON null, so it is told apart from a user literally named
+  "(null)", which the original could not. Every record ends with the marker
+  "escaped":true, which the original plugin never writes: a consumer knows
+  from it that the strings are escaped and may decode them, and reads a
+  record without it byte for byte, as the original's (an unescaped record
+  that happens to be valid JSON must not be decoded: a client choosing the
+  user name \u0072oot would otherwise pass for root).
 
   One write() per record on a descriptor opened with O_APPEND, so records of
   concurrent logins never interleave. SET GLOBAL audit_login_reopen=ON
@@ -163,12 +171,9 @@ static int put_escaped(struct buf *b, const char *s, size_t n) {
 }
 
 static int put_field(struct buf *b, const char *name, const char *s, size_t n) {
-  if (puts_(b, ",\"") || puts_(b, name) || puts_(b, "\":\"")) return -1;
-  if (s == NULL) {
-    if (puts_(b, "(null)")) return -1;
-  } else if (put_escaped(b, s, n)) {
-    return -1;
-  }
+  if (puts_(b, ",\"") || puts_(b, name) || puts_(b, "\":")) return -1;
+  if (s == NULL) return puts_(b, "null");
+  if (puts_(b, "\"") || put_escaped(b, s, n)) return -1;
   return puts_(b, "\"");
 }
 
@@ -228,7 +233,7 @@ static void write_record(const struct mysql_event_connection *ev, const char *ty
       put_field(&b, "user", ev->user, ev->user ? ev->user_length : 0) ||
       put_field(&b, "priv_user", ev->priv_user, ev->priv_user ? ev->priv_user_length : 0) ||
       put_field(&b, "host", ev->host, ev->host ? ev->host_length : 0) ||
-      put_field(&b, "ip", ev->ip, ev->ip ? ev->ip_length : 0) || puts_(&b, "}\n")) {
+      put_field(&b, "ip", ev->ip, ev->ip ? ev->ip_length : 0) || puts_(&b, ",\"escaped\":true}\n")) {
     __atomic_add_fetch(&write_errors, 1, __ATOMIC_RELAXED);
     pthread_rwlock_unlock(&lock);
     buf_free(&b);

@@ -112,6 +112,8 @@ tail: {scan_interval: 50ms, poll_interval: 10ms, rotate_wait: 300ms}
 	for _, u := range hostile {
 		login(attempt{u, "x", auditlogin.TypeFailed})
 	}
+	// A user literally named (null): a string, not the probe's null.
+	login(attempt{"(null)", "x", auditlogin.TypeFailed})
 	// A root login over the socket, with the command-line client.
 	if out, err := exec.Command("mariadb", "-uroot", "-e", "SELECT 1").CombinedOutput(); err != nil {
 		t.Fatalf("socket login: %v %s", err, out)
@@ -153,6 +155,13 @@ tail: {scan_interval: 50ms, poll_interval: 10ms, rotate_wait: 300ms}
 			if !json.Valid([]byte(line)) {
 				t.Fatalf("%s: not valid JSON: %q", f, line)
 			}
+			// The marker that tells the agent to decode escapes.
+			if !strings.HasSuffix(line, `,"escaped":true}`) {
+				t.Fatalf("%s: no \"escaped\":true marker: %q", f, line)
+			}
+			if strings.Contains(line, `"(null)"`) && !strings.Contains(line, `"user":"(null)"`) {
+				t.Fatalf("%s: a missing value written as the string (null), not null: %q", f, line)
+			}
 		}
 		p := parser.NewAuditLogin(parser.Options{})
 		auditlogin.ReadLines(strings.NewReader(string(data)), f, 0, true, func(l auditlogin.Line) {
@@ -183,7 +192,7 @@ tail: {scan_interval: 50ms, poll_interval: 10ms, rotate_wait: 300ms}
 		r := mine[i]
 		wantUser := auditlogin.Str(a.user)
 		if a.user == "" {
-			wantUser = auditlogin.Null // no handshake: the plugin writes (null)
+			wantUser = auditlogin.Null // no handshake: the plugin writes null
 		}
 		if r.User != wantUser || r.Type != a.typ {
 			t.Errorf("record %d: user %q (valid %v) type %s; sent %q, want %s", i, r.User.S, r.User.Valid, r.Type, a.user, a.typ)
