@@ -228,7 +228,12 @@ func (t *Tailer) consider(ctx context.Context, in *Input, path string, first boo
 		off = lastLineEnd(f, size)
 		t.log.Info("new file: starting at its end", "file", path, "offset", off)
 	}
-	if off > size {
+	switch {
+	case off < 0:
+		// Only a damaged or hand-edited registry holds one.
+		t.log.Warn("the registry's offset for this file is negative (damaged registry?): reading it from the start", "file", path, "offset", off, "size", size)
+		off = 0
+	case off > size:
 		t.log.Warn("file is shorter than its committed offset: reading it from the start", "file", path, "offset", off, "size", size)
 		off = 0
 	}

@@ -2,6 +2,7 @@ package tailer
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -459,6 +460,36 @@ func TestResumeFromCheckpoint(t *testing.T) {
 	h.start()
 	h.waitFor(seq("a", 0, 25)) // nothing twice
 	h.waitCommitted(p, size(t, p))
+}
+
+// A registry damaged by hand or by a broken disk (a negative offset, or one
+// past the file's end) does not wedge the file: it is read again from its
+// start, with a warning.
+func TestDamagedRegistryOffsetRereadsTheFile(t *testing.T) {
+	for _, bad := range []int64{-5, 1 << 40} {
+		h := newHarness(t, nil, "a.log")
+		p := h.path("a.log")
+		appendTo(t, p, text(seq("a", 0, 10)))
+		h.start()
+		h.waitFor(seq("a", 0, 10))
+		h.waitCommitted(p, size(t, p))
+		h.stop()
+		regPath := filepath.Join(h.regDir, "registry.json")
+		data, err := os.ReadFile(regPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rf map[string]any
+		json.Unmarshal(data, &rf)
+		rf["files"].([]any)[0].(map[string]any)["offset"] = bad
+		data, _ = json.Marshal(rf)
+		os.WriteFile(regPath, data, 0o644)
+		appendTo(t, p, text(seq("a", 10, 12)))
+		h.start()
+		h.waitFor(cat(seq("a", 0, 10), seq("a", 0, 12))) // read again from the start, once
+		h.waitCommitted(p, size(t, p))
+		h.stop()
+	}
 }
 
 func TestRotateWhileOutputBlocked(t *testing.T) {
