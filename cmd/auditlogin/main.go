@@ -196,15 +196,67 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	log.Info("starting auditlogin", "version", Version(), "config", why)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := runAgent(ctx, cfg, agentOptions{once: *once, dryRun: *dryRun, stdout: stdout, stderr: stderr, log: log}); err != nil {
-		log.Error("auditlogin stopped on an error", "err", err)
-		var ce config.Errors
-		if errors.As(err, &ce) {
-			return exitConfig
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		next, err := runUntilReload(ctx, cfg, hup, *cfgPath, agentOptions{once: *once, dryRun: *dryRun, stdout: stdout, stderr: stderr, log: log})
+		if err != nil {
+			log.Error("auditlogin stopped on an error", "err", err)
+			var ce config.Errors
+			if errors.As(err, &ce) {
+				return exitConfig
+			}
+			return exitFail
 		}
-		return exitFail
+		if next == nil {
+			return exitOK
+		}
+		cfg = *next
+		log = newLogger(cfg.Log, stderr)
+		log.Info("configuration reloaded; following files again from the committed offsets", "config", *cfgPath)
 	}
-	return exitOK
+}
+
+// runUntilReload runs the agent until ctx ends (nil, err) or SIGHUP brings
+// a valid new configuration (&cfg, nil). A reload is a graceful stop (drain,
+// commit what was acknowledged) and a start with the new configuration from
+// the registry: committed work is not sent again, inputs and outputs change
+// as configured. A new configuration that does not load or validate is
+// refused with its errors, and the running one goes on.
+func runUntilReload(ctx context.Context, cfg config.Config, hup <-chan os.Signal, cfgPath string, o agentOptions) (*config.Config, error) {
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var next *config.Config
+	watching := make(chan struct{})
+	defer close(watching)
+	go func() {
+		for {
+			select {
+			case <-watching:
+				return
+			case <-hup:
+				if o.once {
+					o.log.Info("SIGHUP ignored: a one-shot run does not reload")
+					continue
+				}
+				c, why, err := loadConfig(cfgPath, io.Discard)
+				if err != nil {
+					o.log.Error("SIGHUP: the new configuration is refused; the running one goes on", "config", why, "err", err.Error())
+					continue
+				}
+				o.log.Info("SIGHUP: reloading the configuration: draining and committing first", "config", why)
+				next = &c
+				cancel()
+				return
+			}
+		}
+	}()
+	err := runAgent(runCtx, cfg, o)
+	if ctx.Err() != nil || err != nil || o.once {
+		return nil, err
+	}
+	return next, nil
 }
 
 func cmdCheck(args []string, stdout, stderr io.Writer) int {

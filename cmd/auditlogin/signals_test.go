@@ -1,0 +1,147 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// countLines returns the lines of path that contain each of subs.
+func countLines(t *testing.T, path string) map[string]int {
+	t.Helper()
+	data, _ := os.ReadFile(path)
+	n := map[string]int{}
+	for _, l := range strings.Split(string(data), "\n") {
+		if i := strings.Index(l, `"thread":"`); i >= 0 {
+			j := strings.IndexByte(l[i+10:], '"')
+			n[l[i+10:i+10+j]]++
+		}
+	}
+	return n
+}
+
+// SIGHUP reloads: a valid new configuration adds an input to the running
+// agent, and nothing committed is shipped again; an invalid one is refused
+// and the agent goes on with the old one. No signal kills it.
+func TestSIGHUPReloadsAndAddsAnInput(t *testing.T) {
+	bin := agentBinary(t)
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.log"), filepath.Join(dir, "b.log")
+	out := filepath.Join(dir, "out.ndjson")
+	write := func(path string, from, n int) {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := from; i < from+n; i++ {
+			f.WriteString(pluginRecord(i, "app"))
+		}
+		f.Close()
+	}
+	cfgPath := filepath.Join(dir, "auditlogin.yaml")
+	config := func(paths ...string) string {
+		return fmt.Sprintf(`
+inputs: [{paths: [%s], timezone: UTC}]
+registry: {path: %q, flush_interval: 50ms}
+outputs: {file: {path: %q}}
+tail: {scan_interval: 50ms, poll_interval: 10ms}
+log: {format: json}
+`, `"`+strings.Join(paths, `", "`)+`"`, filepath.Join(dir, "registry.json"), out)
+	}
+	os.WriteFile(cfgPath, []byte(config(a)), 0o644)
+	write(a, 1, 100)
+	write(b, 1001, 50)
+	logf, _ := os.Create(filepath.Join(dir, "agent.log"))
+	defer logf.Close()
+	cmd := exec.Command(bin, "run", "--config", cfgPath)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	agentLog := func() string { d, _ := os.ReadFile(filepath.Join(dir, "agent.log")); return string(d) }
+	waitUntil(t, "the first input shipped", func() bool { return len(countLines(t, out)) == 100 })
+	waitUntil(t, "its offset committed", func() bool {
+		d, _ := os.ReadFile(filepath.Join(dir, "registry.json"))
+		return strings.Contains(string(d), fmt.Sprintf(`"offset": %d`, fileSize(t, a)))
+	})
+
+	// An invalid configuration: refused, the agent keeps running.
+	os.WriteFile(cfgPath, []byte("inputs: [{paths: [], format: nosuch}]\n"), 0o644)
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitUntil(t, "the refusal logged", func() bool { return strings.Contains(agentLog(), "new configuration is refused") })
+	write(a, 101, 10)
+	waitUntil(t, "the old configuration still shipping", func() bool { return len(countLines(t, out)) == 110 })
+
+	// A valid one with a second input.
+	os.WriteFile(cfgPath, []byte(config(a, b)), 0o644)
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitUntil(t, "the added input shipped", func() bool { return len(countLines(t, out)) == 160 })
+	write(a, 111, 5)
+	waitUntil(t, "the first input still followed", func() bool { return len(countLines(t, out)) == 165 })
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("agent did not exit 0 on SIGTERM: %v\n%s", err, agentLog())
+	}
+	for th, n := range countLines(t, out) {
+		if n != 1 {
+			t.Errorf("thread %s shipped %d times: a reload must not send committed work again", th, n)
+		}
+	}
+	if !strings.Contains(agentLog(), "configuration reloaded") {
+		t.Errorf("no reload logged:\n%s", agentLog())
+	}
+}
+
+func fileSize(t *testing.T, path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// Every signal a service manager sends leaves the commit done: SIGTERM and
+// SIGINT stop gracefully, SIGHUP reloads; none exits without committing.
+func TestServiceSignalsCommit(t *testing.T) {
+	bin := agentBinary(t)
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP} {
+		dir := t.TempDir()
+		a := filepath.Join(dir, "a.log")
+		f, _ := os.Create(a)
+		for i := 1; i <= 500; i++ {
+			f.WriteString(pluginRecord(i, "app"))
+		}
+		f.Close()
+		cfgPath := filepath.Join(dir, "auditlogin.yaml")
+		os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
+inputs: [{paths: [%q], timezone: UTC}]
+registry: {path: %q, flush_interval: 1h}
+outputs: {file: {path: %q}}
+`, a, filepath.Join(dir, "registry.json"), filepath.Join(dir, "out.ndjson"))), 0o644)
+		cmd := exec.Command(bin, "run", "--config", cfgPath)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(t, "everything shipped", func() bool { return len(countLines(t, filepath.Join(dir, "out.ndjson"))) == 500 })
+		cmd.Process.Signal(sig)
+		// With a 1h flush interval, only the stop (or reload) path commits.
+		waitUntil(t, "the commit after "+sig.String(), func() bool {
+			d, _ := os.ReadFile(filepath.Join(dir, "registry.json"))
+			return strings.Contains(string(d), fmt.Sprintf(`"offset": %d`, fileSize(t, a)))
+		})
+		if sig == syscall.SIGHUP {
+			if cmd.ProcessState != nil {
+				t.Fatal("SIGHUP ended the agent")
+			}
+			cmd.Process.Signal(syscall.SIGTERM)
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("%v: agent did not exit 0: %v", sig, err)
+		}
+	}
+}
