@@ -83,6 +83,8 @@ type Pipeline struct {
 
 	errMu        sync.Mutex
 	errsByFormat map[string]int64
+
+	commitFailures int // consecutive failed commits (committer goroutine, then Run)
 }
 
 type outState struct {
@@ -190,8 +192,8 @@ func (p *Pipeline) Stats() Stats {
 // at most ShutdownTimeout, then stops the outputs. Either way, acknowledged
 // offsets are committed and the outputs closed before Run returns. Lines read
 // but not acknowledged are not committed, so they are read again on the next
-// start. Run returns the first error that stopped it: a checkpoint that could
-// not be written.
+// start. Run returns the error of the final commit, if the checkpoint could
+// not be written then (earlier failures are retried, and logged once).
 func (p *Pipeline) Run(ctx context.Context, lines <-chan []Line) error {
 	hardCtx, hardCancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer hardCancel()
@@ -226,7 +228,6 @@ func (p *Pipeline) Run(ctx context.Context, lines <-chan []Line) error {
 
 	commitDone := make(chan struct{})
 	commitStop := make(chan struct{})
-	var commitErr error
 	go func() {
 		defer close(commitDone)
 		t := time.NewTicker(p.cfg.CommitInterval)
@@ -236,9 +237,7 @@ func (p *Pipeline) Run(ctx context.Context, lines <-chan []Line) error {
 			case <-commitStop:
 				return
 			case <-t.C:
-				if err := p.commit(); err != nil {
-					commitErr = err
-				}
+				p.commit() // a failure is logged once and retried; the final commit decides Run's result
 			}
 		}
 	}()
@@ -263,9 +262,6 @@ func (p *Pipeline) Run(ctx context.Context, lines <-chan []Line) error {
 		if cerr := o.out.Close(); cerr != nil {
 			p.log.Error("closing output", "output", o.out.Name(), "err", cerr)
 		}
-	}
-	if err == nil {
-		err = commitErr
 	}
 	return err
 }
@@ -699,7 +695,10 @@ func (p *Pipeline) commit() error {
 	}
 	fail := func(err error) error {
 		p.tr.restore(dirty)
-		p.log.Error("checkpoint not committed; will retry", "err", err)
+		if p.commitFailures++; p.commitFailures == 1 {
+			// Once per state change (a full disk fails every second).
+			p.log.Error("checkpoint not committed; retrying every commit interval until it works", "err", err)
+		}
 		return err
 	}
 	for _, o := range p.outs {
@@ -716,6 +715,10 @@ func (p *Pipeline) commit() error {
 	}
 	if err := p.cfg.Checkpoint.Commit(dirty); err != nil {
 		return fail(fmt.Errorf("committing offsets: %w", err))
+	}
+	if p.commitFailures > 0 {
+		p.log.Info("checkpoint committed again", "failed_attempts", p.commitFailures)
+		p.commitFailures = 0
 	}
 	p.commits.Add(1)
 	p.lastCommit.Store(time.Now().UnixNano())

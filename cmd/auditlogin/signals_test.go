@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -8,6 +9,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/auditlogin/auditlogin/internal/tmpfs"
 )
 
 // countLines returns the lines of path that contain each of subs.
@@ -143,5 +147,76 @@ outputs: {file: {path: %q}}
 		if err := cmd.Wait(); err != nil {
 			t.Errorf("%v: agent did not exit 0: %v", sig, err)
 		}
+	}
+}
+
+// The registry, the file output and the dead-letter file on a disk that
+// fills up: the agent says so once, recovers by itself within seconds of
+// space coming back, and leaves no broken line in its output.
+func TestDiskFullRecoversWithoutRestart(t *testing.T) {
+	bin := agentBinary(t)
+	disk := tmpfs.Mount(t, 512<<10)
+	dir := t.TempDir()
+	a := filepath.Join(dir, "a.log")
+	out := filepath.Join(disk, "out.ndjson")
+	cfgPath := filepath.Join(dir, "auditlogin.yaml")
+	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
+inputs: [{paths: [%q], timezone: UTC}]
+registry: {path: %q, flush_interval: 100ms}
+outputs: {file: {path: %q}}
+tail: {scan_interval: 50ms, poll_interval: 10ms}
+pipeline: {retry_initial: 50ms, retry_max: 500ms}
+log: {format: json}
+`, a, filepath.Join(disk, "registry.json"), out)), 0o644)
+	write := func(from, n int) {
+		f, _ := os.OpenFile(a, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		for i := from; i < from+n; i++ {
+			f.WriteString(pluginRecord(i, "app"))
+		}
+		f.Close()
+	}
+	write(1, 100)
+	logf, _ := os.Create(filepath.Join(dir, "agent.log"))
+	defer logf.Close()
+	cmd := exec.Command(bin, "run", "--config", cfgPath)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	agentLog := func() string { d, _ := os.ReadFile(filepath.Join(dir, "agent.log")); return string(d) }
+	waitUntil(t, "the first records shipped", func() bool { return len(countLines(t, out)) == 100 })
+
+	free := tmpfs.Fill(t, disk, 1500)
+	write(101, 400) // far more than fits
+	waitUntil(t, "the output failing on the full disk", func() bool { return strings.Contains(agentLog(), "no space left on device") })
+	time.Sleep(1500 * time.Millisecond) // several commit intervals and retries while full (what is logged, not a wait for a result)
+	free()
+	waitUntil(t, "every record shipped after space came back", func() bool { return len(countLines(t, out)) >= 500 })
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("agent did not exit 0: %v\n%s", err, agentLog())
+	}
+	data, _ := os.ReadFile(out)
+	for i, l := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
+		if !json.Valid([]byte(l)) {
+			t.Fatalf("line %d of the output is broken: %q", i+1, l)
+		}
+	}
+	for th, n := range countLines(t, out) {
+		if n != 1 {
+			t.Errorf("thread %s written %d times", th, n)
+		}
+	}
+	// One line per state change, not one per retry or commit interval.
+	logs := agentLog()
+	if n := strings.Count(logs, "checkpoint not committed"); n > 1 {
+		t.Errorf("the commit failure was logged %d times", n)
+	}
+	if n := strings.Count(logs, "output failing"); n != 1 {
+		t.Errorf("the output failure was logged %d times, want once", n)
+	}
+	if !strings.Contains(logs, "output recovered") {
+		t.Errorf("recovery not logged:\n%s", logs)
 	}
 }

@@ -68,12 +68,7 @@ func (d *DeadLetter) Write(e auditlogin.DeadLetterEntry) error {
 	if err != nil {
 		return err
 	}
-	d.w.mu.Lock()
-	defer d.w.mu.Unlock()
-	if err := d.w.writeLine(line); err != nil {
-		return err
-	}
-	return d.w.w.Flush()
+	return d.w.appendLines(1, func(int) []byte { return line })
 }
 
 // Sync implements auditlogin.DeadLetter.

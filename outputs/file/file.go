@@ -6,6 +6,7 @@ package file
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -31,6 +32,11 @@ type writer struct {
 	f    *os.File
 	w    *bufio.Writer
 	size int64
+	// broken: a failed write could not be undone yet; the next write
+	// truncates first.
+	broken     bool
+	brokenSize int64
+	rotations  int // files started by rotate
 }
 
 func newWriter(cfg Config) (*writer, error) {
@@ -54,7 +60,7 @@ func (w *writer) open() error {
 	if err := os.MkdirAll(filepath.Dir(w.cfg.Path), 0o750); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(w.cfg.Path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, w.cfg.Perm)
+	f, err := os.OpenFile(w.cfg.Path, os.O_RDWR|os.O_APPEND|os.O_CREATE, w.cfg.Perm) // read: the partial-line check
 	if err != nil {
 		return err
 	}
@@ -63,8 +69,92 @@ func (w *writer) open() error {
 		f.Close()
 		return err
 	}
-	w.f, w.size = f, fi.Size()
+	size, err := dropPartialLine(f, fi.Size())
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("removing the partial last line of %s: %w", w.cfg.Path, err)
+	}
+	w.f, w.size = f, size
 	w.w = bufio.NewWriterSize(f, 256<<10)
+	return nil
+}
+
+// dropPartialLine truncates f after its last newline: a line without one is
+// what a crash or a full disk left of a record that was never acknowledged
+// (the pipeline sends it again), and appending to it would glue the next
+// record onto it. It returns the new size.
+func dropPartialLine(f *os.File, size int64) (int64, error) {
+	buf := make([]byte, 4096)
+	for end := size; end > 0; {
+		start := max(end-int64(len(buf)), 0)
+		n, err := f.ReadAt(buf[:end-start], start)
+		if err != nil && n < int(end-start) {
+			return size, err
+		}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			keep := start + int64(i) + 1
+			if keep == size {
+				return size, nil
+			}
+			return keep, f.Truncate(keep)
+		}
+		end = start
+	}
+	if size == 0 {
+		return 0, nil
+	}
+	return 0, f.Truncate(0)
+}
+
+// appendLines writes n lines, flushed, all or none: a failure (a full disk)
+// is undone, and the caller's retry writes them whole, once.
+func (w *writer) appendLines(n int, line func(i int) []byte) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.broken {
+		if err := w.undo(w.brokenSize); err != nil {
+			return fmt.Errorf("writing %s: removing the rest of a failed write: %w", w.cfg.Path, err)
+		}
+	}
+	start, rot := w.size, w.rotations // the buffer is empty: every Write ends with a flush
+	fail := func(err error) error {
+		// A full disk, a failing one: undo the batch, so that the retry
+		// (the pipeline sends it again) writes it whole, once.
+		w.brokenSize = start
+		if uerr := w.undo(start); uerr != nil {
+			return fmt.Errorf("writing %s: %w (and undoing it: %v)", w.cfg.Path, err, uerr)
+		}
+		return fmt.Errorf("writing %s: %w", w.cfg.Path, err)
+	}
+	for i := range n {
+		if err := w.writeLine(line(i)); err != nil {
+			if w.rotations != rot {
+				// Rotated meanwhile: the records before it are in the old
+				// file (synced); undo what the new one holds.
+				start = 0
+			}
+			return fail(err)
+		}
+	}
+	if err := w.w.Flush(); err != nil {
+		if w.rotations != rot {
+			start = 0
+		}
+		return fail(err)
+	}
+	return nil
+}
+
+// undo drops what a failed write left (buffered bytes, a partial record on
+// disk) by truncating the file back to size, the end of the last complete
+// write, so that the retry neither duplicates nor glues records.
+func (w *writer) undo(size int64) error {
+	w.w.Reset(w.f)
+	if err := w.f.Truncate(size); err != nil {
+		w.broken = true
+		return err
+	}
+	w.size, w.broken = size, false
 	return nil
 }
 
@@ -102,6 +192,7 @@ func (w *writer) rotate() error {
 	if err := os.Rename(base, base+".1"); err != nil {
 		return err
 	}
+	w.rotations++
 	return w.open()
 }
 
@@ -146,17 +237,7 @@ func (o *Output) Name() string { return "file" }
 // Write implements auditlogin.Output: the batch is in the OS when it returns;
 // Sync makes it durable.
 func (o *Output) Write(ctx context.Context, batch []*auditlogin.Event) error {
-	o.w.mu.Lock()
-	defer o.w.mu.Unlock()
-	for _, ev := range batch {
-		if err := o.w.writeLine(ev.Encoded); err != nil {
-			return fmt.Errorf("writing %s: %w", o.w.cfg.Path, err)
-		}
-	}
-	if err := o.w.w.Flush(); err != nil {
-		return fmt.Errorf("writing %s: %w", o.w.cfg.Path, err)
-	}
-	return nil
+	return o.w.appendLines(len(batch), func(i int) []byte { return batch[i].Encoded })
 }
 
 // Sync implements auditlogin.Syncer.

@@ -5,11 +5,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/auditlogin/auditlogin"
+	"github.com/auditlogin/auditlogin/internal/tmpfs"
 	"github.com/auditlogin/auditlogin/outputs/outputtest"
 )
 
@@ -141,5 +145,74 @@ func TestDeadLetter(t *testing.T) {
 	}
 	if recs[2]["output"] != "elasticsearch" || recs[2]["event"].(map[string]any)["id"] != ev.ID {
 		t.Errorf("refused event not kept: %v", recs[2])
+	}
+}
+
+// A full disk: the failed write is undone (no partial record left on disk),
+// the output reports the error for the pipeline to retry, and once space is
+// back the retry writes the batch whole, once. No restart needed.
+func TestDiskFullIsUndoneAndRecovers(t *testing.T) {
+	dir := tmpfs.Mount(t, 256<<10)
+	path := filepath.Join(dir, "events.ndjson")
+	o, err := New(Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	ctx := context.Background()
+	first := outputtest.Events(10, "before")
+	if err := o.Write(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	free := tmpfs.Fill(t, dir, 2000) // room for a few records, not a batch
+	batch := outputtest.Events(200, "full")
+	if err := o.Write(ctx, batch); err == nil || !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("write on a full disk: %v, want ENOSPC", err)
+	}
+	data, _ := os.ReadFile(path)
+	if !bytes.HasSuffix(data, []byte("\n")) || bytes.Count(data, []byte("\n")) != 10 {
+		t.Fatalf("after the failed write the file holds %d lines (ends with newline: %v), want the 10 before it",
+			bytes.Count(data, []byte("\n")), bytes.HasSuffix(data, []byte("\n")))
+	}
+	if err := o.Write(ctx, batch); err == nil {
+		t.Fatal("second write on a full disk succeeded")
+	}
+	free()
+	if err := o.Write(ctx, batch); err != nil {
+		t.Fatalf("write after space came back: %v", err)
+	}
+	if err := o.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	data, _ = os.ReadFile(path)
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	want := append(append([]*auditlogin.Event{}, first...), batch...)
+	if len(lines) != len(want) {
+		t.Fatalf("file holds %d lines, want %d", len(lines), len(want))
+	}
+	for i, ev := range want {
+		if lines[i] != string(ev.Encoded) {
+			t.Fatalf("line %d: %s\nwant %s", i, lines[i], ev.Encoded)
+		}
+	}
+}
+
+// A partial last line (left by a crash or a full disk) is removed when the
+// file is opened, so the next record does not glue onto it.
+func TestOpenDropsAPartialLastLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.ndjson")
+	os.WriteFile(path, []byte("{\"a\":1}\n{\"b\":2}\n{\"c\":"), 0o640)
+	o, err := New(Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := outputtest.Events(1, "x")
+	if err := o.Write(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+	o.Close()
+	data, _ := os.ReadFile(path)
+	if want := "{\"a\":1}\n{\"b\":2}\n" + string(evs[0].Encoded) + "\n"; string(data) != want {
+		t.Fatalf("file:\n%s\nwant:\n%s", data, want)
 	}
 }
