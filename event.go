@@ -61,12 +61,12 @@ type Event struct {
 	// IPOriginal is the ip as the server wrote it, when Normalize changed
 	// it (a non-canonical or invalid address); "" otherwise.
 	IPOriginal string
-	Format    string     // source format name
-	Tags      []string
-	Path      string            // log.file.path
-	Offset    int64             // log.offset: byte offset of the record in that file
-	Fields    map[string]string // static fields from the config (fields:)
-	Agent     *AgentInfo        // agent.hostname / agent.version
+	Format     string // source format name
+	Tags       []string
+	Path       string            // log.file.path
+	Offset     int64             // log.offset: byte offset of the record in that file
+	Fields     map[string]string // static fields from the config (fields:)
+	Agent      *AgentInfo        // agent.hostname / agent.version
 
 	// Encoded is the event's JSON, filled once by the pipeline before the
 	// batch goes to the outputs, which share it read-only.
