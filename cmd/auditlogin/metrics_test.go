@@ -270,8 +270,8 @@ outputs: {file: {path: %q}}
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
-	if n := strings.Count(out, "\n"); n != 18 {
-		t.Fatalf("dry run printed %d events, want 18", n)
+	if n := strings.Count(out, "\n"); n != 22 {
+		t.Fatalf("dry run printed %d events, want 22 (11 samples + 11 hostile)", n)
 	}
 	if n := strings.Count(errs, "hostile.log:"); n != 5 {
 		t.Fatalf("dry run printed %d rejections, want 5:\n%s", n, errs)
