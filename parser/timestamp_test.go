@@ -222,3 +222,21 @@ func TestDetectAtEveryHour(t *testing.T) {
 		}
 	}
 }
+
+// docs/formats.md: one failed login in the error log and in the general log
+// gives two ids (each hashes the record as its log wrote it).
+func TestErrorLogAndGeneralLogIDsDiffer(t *testing.T) {
+	o := Options{Location: time.UTC, MyHost: "h"}
+	el, _ := parseLines(t, "error_log", o, []string{"2026-12-01  0:47:48 7 [Warning] Access denied for user 'u'@'10.0.0.1' (using password: YES)"})
+	gl, _ := parseLines(t, "general_log", o, []string{"261201  0:47:48\t    7 Connect\tu@10.0.0.1 on  using TCP/IP",
+		"\t\t    7 Connect\tAccess denied for user 'u'@'10.0.0.1' (using password: YES)"})
+	if len(el) != 1 || len(gl) != 1 {
+		t.Fatalf("events: error log %d, general log %d", len(el), len(gl))
+	}
+	if !el[0].Timestamp.Equal(gl[0].Timestamp) || el[0].Type != gl[0].Type || el[0].User != gl[0].User {
+		t.Fatalf("not the same login: %+v / %+v", el[0], gl[0])
+	}
+	if el[0].ComputeID() == gl[0].ComputeID() {
+		t.Fatal("same id: docs/formats.md says they differ")
+	}
+}
