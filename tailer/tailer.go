@@ -36,8 +36,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -86,8 +88,11 @@ type Tailer struct {
 	parked   map[auditlogin.FileID]parking // where closed harvesters stopped
 	finished map[auditlogin.FileID]bool    // rotated away and read to end in this run
 	warned   map[string]bool
-	wg       sync.WaitGroup
-	started  bool
+	// unreadable: files that could not be opened ("path: error"); a
+	// one-shot run fails with them.
+	unreadable map[string]bool
+	wg         sync.WaitGroup
+	started    bool
 }
 
 type parking struct {
@@ -120,7 +125,8 @@ func New(cfg Config) *Tailer {
 		cfg.ReadSize = 256 << 10
 	}
 	return &Tailer{cfg: cfg, log: cfg.Logger, active: map[[2]uint64]bool{},
-		parked: map[auditlogin.FileID]parking{}, finished: map[auditlogin.FileID]bool{}, warned: map[string]bool{}}
+		parked: map[auditlogin.FileID]parking{}, finished: map[auditlogin.FileID]bool{}, warned: map[string]bool{},
+		unreadable: map[string]bool{}}
 }
 
 // Run follows the inputs, sending lines to out in file order per file, until
@@ -136,6 +142,13 @@ func (t *Tailer) Run(ctx context.Context, out chan<- []auditlogin.Line) error {
 		first = false
 		if t.cfg.Once {
 			t.wg.Wait()
+			t.mu.Lock()
+			unreadable := slices.Sorted(maps.Keys(t.unreadable))
+			t.mu.Unlock()
+			if len(unreadable) > 0 {
+				// A one-shot run that could not read a file did not do its job.
+				return fmt.Errorf("cannot read %d file(s): %s", len(unreadable), strings.Join(unreadable, "; "))
+			}
 			return nil
 		}
 		select {
@@ -197,7 +210,10 @@ func (t *Tailer) scan(ctx context.Context, first bool) {
 func (t *Tailer) consider(ctx context.Context, in *Input, path string, first bool) {
 	f, err := os.Open(path)
 	if err != nil {
-		t.warnOnce("open:"+path, "cannot open file", "file", path, "err", err)
+		t.warnOnce("open:"+path, "cannot open file; trying again at every scan", "file", path, "err", err)
+		t.mu.Lock()
+		t.unreadable[path+": "+err.Error()] = true
+		t.mu.Unlock()
 		return
 	}
 	fi, err := f.Stat()

@@ -48,13 +48,14 @@ func detector(opts parser.Options) func([]byte) (string, func() auditlogin.Parse
 	}
 }
 
-func countMatches(globs []string) int {
-	n := 0
+// matches returns the files the globs match now.
+func matches(globs []string) []string {
+	var out []string
 	for _, g := range globs {
 		m, _ := filepath.Glob(g)
-		n += len(m)
+		out = append(out, m...)
 	}
-	return n
+	return out
 }
 
 // buildOutputs creates the configured outputs (without connecting). Errors

@@ -31,6 +31,7 @@ func agentBinary(t *testing.T) string {
 			buildErr = err
 			return
 		}
+		os.Chmod(dir, 0o755) // tests run it as other users too
 		agentBin = filepath.Join(dir, "auditlogin")
 		out, err := exec.Command("go", "build", "-race", "-o", agentBin, ".").CombinedOutput()
 		if err != nil {

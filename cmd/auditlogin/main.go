@@ -111,6 +111,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdReport(rest, stdin, stdout, stderr)
 	case "setup":
 		return cmdSetup(rest, stdout, stderr)
+	case canReadCmd:
+		return cmdCanRead(rest, stdout)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "auditlogin %s (%s, %s/%s)\n", Version(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return exitOK
@@ -263,6 +265,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "config file")
+	asUser := fs.String("user", "", "check that this user (the service's, e.g. auditlogin) can read the log files; needs root")
 	if err := fs.Parse(args); err != nil {
 		return exitConfig
 	}
@@ -276,13 +279,31 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	fmt.Fprintf(stdout, "configuration OK: %s\n", why)
+	status := exitOK
 	for i, in := range cfg.Inputs {
-		n := countMatches(in.Paths)
+		files := matches(in.Paths)
 		note := ""
-		if n == 0 {
+		if len(files) == 0 {
 			note = " (no file matches yet: the agent waits for one)"
 		}
-		fmt.Fprintf(stdout, "  inputs[%d]: %s, %s, %d file(s) match now%s\n", i, in.Format, strings.Join(in.Paths, " "), n, note)
+		fmt.Fprintf(stdout, "  inputs[%d]: %s, %s, %d file(s) match now%s\n", i, in.Format, strings.Join(in.Paths, " "), len(files), note)
+		who := "this user"
+		if *asUser != "" {
+			who = "user " + *asUser
+		}
+		bad, err := readable(files, *asUser)
+		if err != nil {
+			fmt.Fprintf(stderr, "auditlogin: inputs[%d]: %v\n", i, err)
+			status = exitFail
+			continue
+		}
+		for _, b := range bad {
+			fmt.Fprintf(stderr, "auditlogin: inputs[%d].paths: %s cannot read %s\n", i, who, b)
+			status = exitFail
+		}
+		if len(files) > 0 && len(bad) == 0 {
+			fmt.Fprintf(stdout, "  inputs[%d]: %s can read every matching file\n", i, who)
+		}
 	}
 	log := newLogger(config.Log{Level: "warn", Format: "text"}, stderr)
 	// check has no side effects: the file output is described, not opened
@@ -296,7 +317,6 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "auditlogin: %v\n", err)
 		return exitFail
 	}
-	status := exitOK
 	for _, o := range outs {
 		c, ok := o.(auditlogin.Checker)
 		if !ok {

@@ -220,3 +220,54 @@ log: {format: json}
 		t.Errorf("recovery not logged:\n%s", logs)
 	}
 }
+
+// rootOnly skips a test that needs root (CI runs as root), or fails it
+// under AUDITLOGIN_E2E=require.
+func rootOnly(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("AUDITLOGIN_E2E") == "require" {
+			t.Fatal("needs root")
+		}
+		t.Skip("needs root")
+	}
+}
+
+// A log file the service user cannot read: check says so, as that user,
+// with the field path; run --once fails instead of exiting 0 with nothing.
+func TestUnreadableLogIsReported(t *testing.T) {
+	rootOnly(t)
+	bin := agentBinary(t)
+	dir, err := os.MkdirTemp("", "auditlogin-access-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o777)
+	logPath := filepath.Join(dir, "audit_login.log")
+	os.WriteFile(logPath, []byte(pluginRecord(1, "app")), 0o600) // root's, like a log the mysql group was not given
+	cfgPath := filepath.Join(dir, "auditlogin.yaml")
+	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
+inputs: [{paths: [%q], timezone: UTC}]
+registry: {path: %q}
+outputs: {file: {path: %q}}
+`, logPath, filepath.Join(dir, "registry.json"), filepath.Join(dir, "out.ndjson"))), 0o644)
+
+	out, err := exec.Command(bin, "check", "--config", cfgPath, "--user", "nobody").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "inputs[0].paths: user nobody cannot read "+logPath) {
+		t.Fatalf("check --user nobody: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(bin, "check", "--config", cfgPath).CombinedOutput(); err != nil || !strings.Contains(string(out), "this user can read every matching file") {
+		t.Fatalf("check as root: %v\n%s", err, out)
+	}
+
+	run := exec.Command(bin, "run", "--once", "--config", cfgPath)
+	run.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err = run.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "cannot read 1 file(s): "+logPath) {
+		t.Fatalf("run --once as nobody on an unreadable log: %v (want a failure that names the file)\n%s", err, out)
+	}
+	os.Chmod(logPath, 0o644)
+	if out, err := exec.Command(bin, "check", "--config", cfgPath, "--user", "nobody").CombinedOutput(); err != nil {
+		t.Fatalf("check --user nobody on a readable log: %v\n%s", err, out)
+	}
+}
