@@ -196,6 +196,7 @@ type Tail struct {
 	PollInterval     time.Duration `koanf:"poll_interval"`
 	RotateWait       time.Duration `koanf:"rotate_wait"`
 	CloseInactive    time.Duration `koanf:"close_inactive"`
+	MaxOpenFiles     int           `koanf:"max_open_files"` // 0: RLIMIT_NOFILE less 64
 	IdleAfter        time.Duration `koanf:"idle_after"`
 	MaxLineBytes     ByteSize      `koanf:"max_line_bytes"`
 	FingerprintBytes int           `koanf:"fingerprint_bytes"`

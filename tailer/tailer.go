@@ -43,6 +43,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/auditlogin/auditlogin"
@@ -69,6 +70,11 @@ type Config struct {
 	PollInterval    time.Duration // an idle harvester checks its file this often (250ms)
 	RotateWait      time.Duration // a renamed or deleted file is read until idle this long (5s)
 	CloseInactive   time.Duration // a harvester idle at EOF this long closes; the scan reopens on growth (5m)
+	// MaxOpenFiles bounds the files held open at once (0: the process's
+	// RLIMIT_NOFILE less 64 for the registry, outputs and sockets). Past
+	// it, files are read in turns: a harvester at the end of its file
+	// closes when another file waits for a descriptor.
+	MaxOpenFiles int
 	IdleAfter       time.Duration // after this long with nothing new, parsers are told (Line.Idle) (10s)
 	FingerprintSize int           // leading bytes that identify a file (1024)
 	MaxLine         int           // longer lines are cut and rejected (1 MiB)
@@ -91,6 +97,11 @@ type Tailer struct {
 	// unreadable: files that could not be opened ("path: error"); a
 	// one-shot run fails with them.
 	unreadable map[string]bool
+	// fdWait: a file waited for a descriptor in this scan (MaxOpenFiles
+	// reached); harvesters at the end of their file then close. turn
+	// rotates the order files are taken in, so that none starves.
+	fdWait, fdWaited bool
+	turn             int
 	wg         sync.WaitGroup
 	started    bool
 }
@@ -114,6 +125,9 @@ func New(cfg Config) *Tailer {
 	def(&cfg.PollInterval, 250*time.Millisecond)
 	def(&cfg.RotateWait, 5*time.Second)
 	def(&cfg.CloseInactive, 5*time.Minute)
+	if cfg.MaxOpenFiles <= 0 {
+		cfg.MaxOpenFiles = defaultMaxOpenFiles()
+	}
 	def(&cfg.IdleAfter, 10*time.Second)
 	if cfg.FingerprintSize <= 0 {
 		cfg.FingerprintSize = DefaultFingerprintSize
@@ -143,6 +157,12 @@ func (t *Tailer) Run(ctx context.Context, out chan<- []auditlogin.Line) error {
 		if t.cfg.Once {
 			t.wg.Wait()
 			t.mu.Lock()
+			again := t.fdWait // files left for want of descriptors: their turn
+			t.mu.Unlock()
+			if again && ctx.Err() == nil {
+				continue
+			}
+			t.mu.Lock()
 			unreadable := slices.Sorted(maps.Keys(t.unreadable))
 			t.mu.Unlock()
 			if len(unreadable) > 0 {
@@ -170,6 +190,10 @@ func (t *Tailer) warnOnce(key, msg string, args ...any) {
 }
 
 func (t *Tailer) scan(ctx context.Context, first bool) {
+	t.mu.Lock()
+	t.fdWaited, t.fdWait = t.fdWait, false
+	t.turn++
+	t.mu.Unlock()
 	t.recoverRotated(ctx)
 	seen := map[[2]uint64]bool{}
 	for i := range t.cfg.Inputs {
@@ -182,6 +206,11 @@ func (t *Tailer) scan(ctx context.Context, first bool) {
 			}
 			if len(matches) == 0 {
 				t.warnOnce("nomatch:"+pat, "no file matches yet; waiting for one to appear", "input", in.Name, "pattern", pat)
+			}
+			if t.fdWaited && len(matches) > 1 {
+				// Files are read in turns: start somewhere else each scan.
+				k := t.turn % len(matches)
+				matches = append(matches[k:len(matches):len(matches)], matches[:k]...)
 			}
 			for _, path := range matches {
 				fi, err := os.Stat(path)
@@ -196,7 +225,16 @@ func (t *Tailer) scan(ctx context.Context, first bool) {
 				seen[di] = true
 				t.mu.Lock()
 				busy := t.active[di]
+				full := !busy && len(t.active) >= t.cfg.MaxOpenFiles
+				if full {
+					t.fdWait = true
+				}
 				t.mu.Unlock()
+				if full {
+					t.warnOnce("fd-limit", "more files to follow than file descriptors allow: reading them in turns (raise LimitNOFILE, or tail.max_open_files)",
+						"max_open_files", t.cfg.MaxOpenFiles)
+					continue
+				}
 				if !busy {
 					t.consider(ctx, in, path, first)
 				}
@@ -668,8 +706,8 @@ func (h *harvester) run(ctx context.Context) {
 			t.markRotated(h.id, h.off)
 			return
 		}
-		if t.cfg.Once {
-			return
+		if t.cfg.Once || t.fdWanted() {
+			return // at the end: give the descriptor to a file that waits for one
 		}
 		idle := time.Since(idleSince)
 		if !idleSent && idle >= t.cfg.IdleAfter {
@@ -697,6 +735,23 @@ func (h *harvester) run(ctx context.Context) {
 		case <-tick.C:
 		}
 	}
+}
+
+// fdWanted reports whether a file waits for a descriptor.
+func (t *Tailer) fdWanted() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.fdWait || t.fdWaited
+}
+
+// defaultMaxOpenFiles is RLIMIT_NOFILE (which Go raises to the hard limit
+// at start) less 64 descriptors for everything else, at least 8.
+func defaultMaxOpenFiles() int {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur > 1<<20 {
+		return 1 << 16
+	}
+	return max(int(rl.Cur)-64, 8)
 }
 
 // gone reports whether the path no longer leads to this file.

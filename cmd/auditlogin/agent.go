@@ -325,6 +325,7 @@ func runAgent(ctx context.Context, cfg config.Config, o agentOptions) error {
 		Inputs: inputs, Registry: reg, Logger: log, Once: o.once,
 		ScanInterval: cfg.Tail.ScanInterval, PollInterval: cfg.Tail.PollInterval,
 		RotateWait: cfg.Tail.RotateWait, CloseInactive: cfg.Tail.CloseInactive, IdleAfter: cfg.Tail.IdleAfter,
+		MaxOpenFiles:    cfg.Tail.MaxOpenFiles,
 		FingerprintSize: cfg.Tail.FingerprintBytes, MaxLine: int(cfg.Tail.MaxLineBytes),
 	})
 	log.Info("following files", "inputs", len(inputs), "outputs", len(outs), "registry", reg.Path(), "dead_letter", cfg.DeadLetter.Path)

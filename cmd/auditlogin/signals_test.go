@@ -271,3 +271,58 @@ outputs: {file: {path: %q}}
 		t.Fatalf("check --user nobody on a readable log: %v\n%s", err, out)
 	}
 }
+
+// More followed files than file descriptors (500 files, ulimit -n 128): the
+// files are read in turns, every record is shipped, the registry is written,
+// and the limit is said once.
+func TestMoreFilesThanDescriptors(t *testing.T) {
+	bin := agentBinary(t)
+	dir := t.TempDir()
+	logs := filepath.Join(dir, "logs")
+	os.MkdirAll(logs, 0o755)
+	const files, per = 500, 20
+	for f := 0; f < files; f++ {
+		var b strings.Builder
+		for i := 0; i < per; i++ {
+			b.WriteString(pluginRecord(f*per+i+1, "app"))
+		}
+		os.WriteFile(filepath.Join(logs, fmt.Sprintf("db%03d.log", f)), []byte(b.String()), 0o644)
+	}
+	cfgPath := filepath.Join(dir, "auditlogin.yaml")
+	out := filepath.Join(dir, "out.ndjson")
+	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
+inputs: [{paths: [%q], timezone: UTC}]
+registry: {path: %q}
+outputs: {file: {path: %q}}
+tail: {scan_interval: 50ms, poll_interval: 10ms}
+log: {format: json}
+`, filepath.Join(logs, "*.log"), filepath.Join(dir, "registry.json"), out)), 0o644)
+	// Following (not --once): files stay open at their end, waiting for
+	// more, so 500 of them would need 500 descriptors.
+	var logOut strings.Builder
+	cmd := exec.Command("bash", "-c", `ulimit -n 128 && exec "$0" run --config "$1"`, bin, cfgPath)
+	cmd.Stdout, cmd.Stderr = &logOut, &logOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	waitUntil(t, "every record shipped", func() bool { return len(countLines(t, out)) == files*per })
+	waitUntil(t, "every file in the registry", func() bool {
+		reg, _ := os.ReadFile(filepath.Join(dir, "registry.json"))
+		return strings.Count(string(reg), `"path"`) == files
+	})
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("agent did not exit 0: %v\n%s", err, logOut.String())
+	}
+	reg, _ := os.ReadFile(filepath.Join(dir, "registry.json"))
+	if n := strings.Count(string(reg), `"path"`); n != files {
+		t.Fatalf("registry holds %d files, want %d", n, files)
+	}
+	if n := strings.Count(logOut.String(), "more files to follow than file descriptors allow"); n != 1 {
+		t.Errorf("the descriptor limit was said %d times, want once\n%s", n, logOut.String())
+	}
+	if strings.Contains(logOut.String(), "too many open files") {
+		t.Errorf("ran out of descriptors:\n%s", logOut.String())
+	}
+}
