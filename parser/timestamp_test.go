@@ -240,3 +240,18 @@ func TestErrorLogAndGeneralLogIDsDiffer(t *testing.T) {
 		t.Fatal("same id: docs/formats.md says they differ")
 	}
 }
+
+// MySQL 8.0's Enterprise Audit file, one record a line, with or without the
+// array's opening bracket on the first line, is detected and parsed.
+func TestEnterpriseOneRecordALine(t *testing.T) {
+	rec := `{ "timestamp": "2026-12-01 00:47:48", "id": 0, "class": "connection", "event": "connect", "connection_id": 7, "account": { "user": "u", "host": "c" }, "login": { "user": "u", "os": "", "ip": "10.0.0.1", "proxy": "" }, "connection_data": { "connection_type": "tcp/ip", "status": 0, "db": "" } },`
+	for _, head := range []string{rec + "\n" + rec + "\n", "[\n" + rec + "\n", "[" + rec + "\n"} {
+		if got := Detect([]byte(head)); got != FormatEnterpriseAudit {
+			t.Errorf("detected %q for:\n%s", got, head)
+		}
+	}
+	evs, errs := parseLines(t, FormatEnterpriseAudit, Options{Location: time.UTC, MyHost: "h"}, []string{"[", rec, rec})
+	if len(evs) != 2 || len(errs) != 0 || evs[0].User.S != "u" {
+		t.Fatalf("events %v, errors %v", evs, errs)
+	}
+}
