@@ -155,6 +155,7 @@ type Output struct {
 	// what the broker accepts once that is known.
 	batchBytes atomic.Int64
 	limitOnce  sync.Once
+	capLogged  atomic.Bool // the cap was said (once)
 
 	mu    sync.Mutex
 	parts map[string]partitions // topic -> partition count, cached
@@ -409,7 +410,7 @@ func (o *Output) produce(ctx context.Context, batch []*auditlogin.Event, topic s
 		for _, i := range idx {
 			size += o.messageSize(batch[i])
 		}
-		if cur := o.batchBytes.Load(); int64(size/2) < cur && o.batchBytes.CompareAndSwap(cur, int64(size/2)) {
+		if cur := o.batchBytes.Load(); int64(size/2) < cur && o.batchBytes.CompareAndSwap(cur, int64(size/2)) && !o.capLogged.Swap(true) {
 			o.cfg.Logger.Warn("the broker refused a produce request as too large: outputs.kafka.batch_bytes is above its message.max.bytes; capping requests",
 				"output", "kafka", "topic", topic, "request_bytes", size, "batch_bytes_now", size/2)
 		}
@@ -478,6 +479,7 @@ func (o *Output) learnLimit(ctx context.Context) {
 	}
 	if safe := int64(limit) - requestOverhead; o.cfg.BatchBytes > safe {
 		o.batchBytes.Store(safe)
+		o.capLogged.Store(true)
 		o.cfg.Logger.Warn("outputs.kafka.batch_bytes is above what the broker accepts for the topic; produce requests are capped to it",
 			"output", "kafka", "batch_bytes", o.cfg.BatchBytes, "max_message_bytes_of_topic", limit, "topic", o.cfg.Topic, "capped_to", safe)
 	}
@@ -489,25 +491,46 @@ func (o *Output) learnLimit(ctx context.Context) {
 // leaves room for the header in any request of two or more messages.
 const requestOverhead = 0
 
-// brokerLimit returns the topic's max.message.bytes (which falls back to the
-// broker's message.max.bytes).
+// brokerLimit returns what one produce request to topic may hold: the
+// topic's max.message.bytes when the topic overrides it, else the broker's
+// message.max.bytes (which a topic without an override follows).
 func (o *Output) brokerLimit(ctx context.Context, topic string) (int, error) {
-	res, err := o.client.DescribeConfigs(ctx, &kafkago.DescribeConfigsRequest{Resources: []kafkago.DescribeConfigRequestResource{{
-		ResourceType: kafkago.ResourceTypeTopic, ResourceName: topic, ConfigNames: []string{"max.message.bytes"}}}})
+	topicVal, source, err := o.describe(ctx, kafkago.ResourceTypeTopic, topic, "max.message.bytes")
 	if err != nil {
 		return 0, err
 	}
+	const dynamicTopicConfig = 1 // ConfigSource: set on the topic itself
+	if source == dynamicTopicConfig {
+		return topicVal, nil
+	}
+	md, err := o.client.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{topic}})
+	if err == nil && len(md.Brokers) > 0 {
+		if v, _, err := o.describe(ctx, kafkago.ResourceTypeBroker, strconv.Itoa(md.Brokers[0].ID), "message.max.bytes"); err == nil && v > 0 {
+			return v, nil
+		}
+	}
+	return topicVal, nil
+}
+
+// describe reads one numeric config of a resource, with its source.
+func (o *Output) describe(ctx context.Context, typ kafkago.ResourceType, name, key string) (int, int8, error) {
+	res, err := o.client.DescribeConfigs(ctx, &kafkago.DescribeConfigsRequest{Resources: []kafkago.DescribeConfigRequestResource{{
+		ResourceType: typ, ResourceName: name, ConfigNames: []string{key}}}})
+	if err != nil {
+		return 0, 0, err
+	}
 	for _, r := range res.Resources {
 		if r.Error != nil {
-			return 0, r.Error
+			return 0, 0, r.Error
 		}
 		for _, e := range r.ConfigEntries {
-			if e.ConfigName == "max.message.bytes" {
-				return strconv.Atoi(e.ConfigValue)
+			if e.ConfigName == key {
+				v, err := strconv.Atoi(e.ConfigValue)
+				return v, e.ConfigSource, err
 			}
 		}
 	}
-	return 0, errors.New("the broker did not say max.message.bytes")
+	return 0, 0, fmt.Errorf("the broker did not say %s", key)
 }
 
 // Close implements auditlogin.Output.

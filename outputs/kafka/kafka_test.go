@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -18,11 +19,14 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/auditlogin/auditlogin"
@@ -393,3 +397,85 @@ func TestKcatReadsEveryCodec(t *testing.T) {
 		})
 	}
 }
+
+// batch_bytes above what the broker takes: check fails naming the field and
+// the broker's limit; Write caps its requests (said once in the log) and
+// delivers everything, never stalling and never falling back to one message
+// a request.
+func TestBatchBytesAboveTheBrokerLimit(t *testing.T) {
+	c := newCluster(t, kfake.BrokerConfigs(map[string]string{"message.max.bytes": "200000"}))
+	var logBuf strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logBuf.Write(p)
+	}), nil))
+	o := newOutput(t, Config{Brokers: c.ListenAddrs(), Topic: topic, BatchBytes: 16 << 20, BatchSize: 100000, Key: "myhost", Logger: log})
+	defer o.Close()
+	_, err := o.Check(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "outputs.kafka.batch_bytes") || !strings.Contains(err.Error(), "200000") {
+		t.Fatalf("check with batch_bytes 16MiB and a broker taking 200000: %v", err)
+	}
+	// Count the produce requests the broker sees.
+	var produces atomic.Int64
+	c.ControlKey(0, func(kmsg.Request) (kmsg.Response, error, bool) { // 0: Produce
+		produces.Add(1)
+		return nil, nil, false
+	})
+	evs := outputtest.Events(5000, "cap") // ~2 MB on one partition (key myhost)
+	if err := o.Write(context.Background(), evs); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	if recs := consume(t, c.ListenAddrs(), topic, len(evs)); len(recs) != len(evs) {
+		t.Fatalf("%d delivered, want %d", len(recs), len(evs))
+	}
+	mu.Lock()
+	logs := logBuf.String()
+	mu.Unlock()
+	if n := strings.Count(logs, "level=WARN"); n != 1 || !strings.Contains(logs, "capped") {
+		t.Errorf("the cap was logged %d times, want once:\n%s", n, logs)
+	}
+	if n := produces.Load(); n > 40 || n < 5 {
+		t.Errorf("%d produce requests for ~2 MB under a 200000-byte limit: want requests near the limit, not one per message", n)
+	}
+}
+
+// Where the limit cannot be asked in advance (a templated topic), a request
+// the broker refuses as too large is split, and requests are capped from
+// then on, said once.
+func TestTooLargeRequestIsSplit(t *testing.T) {
+	c := newCluster(t, kfake.BrokerConfigs(map[string]string{"message.max.bytes": "200000"}), kfake.AllowAutoTopicCreation())
+	var logBuf strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logBuf.Write(p)
+	}), nil))
+	o := newOutput(t, Config{Brokers: c.ListenAddrs(), Topic: "logins-${myhost}", AutoCreateTopic: true, BatchBytes: 16 << 20, BatchSize: 100000, Key: "myhost", Logger: log})
+	defer o.Close()
+	evs := outputtest.Events(5000, "split")
+	var err error
+	for try := 0; try < 50; try++ { // the auto-created topic may need a moment to have a leader
+		if err = o.Write(context.Background(), evs); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	if recs := consume(t, c.ListenAddrs(), "logins-.*", len(evs)); len(recs) < len(evs) {
+		t.Fatalf("%d delivered, want %d", len(recs), len(evs))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if n := strings.Count(logBuf.String(), "refused a produce request as too large"); n != 1 {
+		t.Errorf("the refusal was logged %d times, want once:\n%s", n, logBuf.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
