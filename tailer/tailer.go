@@ -63,18 +63,18 @@ type Input struct {
 
 // Config configures a Tailer. Zero values take the defaults noted.
 type Config struct {
-	Inputs          []Input
-	Registry        *Registry
-	Logger          *slog.Logger
-	ScanInterval    time.Duration // globs are re-evaluated this often (1s)
-	PollInterval    time.Duration // an idle harvester checks its file this often (250ms)
-	RotateWait      time.Duration // a renamed or deleted file is read until idle this long (5s)
-	CloseInactive   time.Duration // a harvester idle at EOF this long closes; the scan reopens on growth (5m)
+	Inputs        []Input
+	Registry      *Registry
+	Logger        *slog.Logger
+	ScanInterval  time.Duration // globs are re-evaluated this often (1s)
+	PollInterval  time.Duration // an idle harvester checks its file this often (250ms)
+	RotateWait    time.Duration // a renamed or deleted file is read until idle this long (5s)
+	CloseInactive time.Duration // a harvester idle at EOF this long closes; the scan reopens on growth (5m)
 	// MaxOpenFiles bounds the files held open at once (0: the process's
 	// RLIMIT_NOFILE less 64 for the registry, outputs and sockets). Past
 	// it, files are read in turns: a harvester at the end of its file
 	// closes when another file waits for a descriptor.
-	MaxOpenFiles int
+	MaxOpenFiles    int
 	IdleAfter       time.Duration // after this long with nothing new, parsers are told (Line.Idle) (10s)
 	FingerprintSize int           // leading bytes that identify a file (1024)
 	MaxLine         int           // longer lines are cut and rejected (1 MiB)
@@ -102,8 +102,8 @@ type Tailer struct {
 	// rotates the order files are taken in, so that none starves.
 	fdWait, fdWaited bool
 	turn             int
-	wg         sync.WaitGroup
-	started    bool
+	wg               sync.WaitGroup
+	started          bool
 }
 
 type parking struct {

@@ -177,11 +177,15 @@ tail: {poll_interval: 10ms}
 	go func() {
 		agentDone <- runAgent(ctx, cfg, agentOptions{stdout: io.Discard, stderr: io.Discard, log: slog.New(slog.DiscardHandler)})
 	}()
-	time.Sleep(500 * time.Millisecond)
+	waitUntil(t, "the agent meeting the outage", func() bool { return es.Refused() > 0 })
 	for i := 301; i <= 500; i++ {
 		appendTo(t, logPath, pluginRecord(i, "app"))
 	}
-	time.Sleep(300 * time.Millisecond)
+	n := es.Refused()
+	waitUntil(t, "more attempts refused after the new records", func() bool { return es.Refused() >= n+2 })
+	if got := es.Count("auditlogin-*"); got != 0 {
+		t.Fatalf("elasticsearch holds %d documents during its outage", got)
+	}
 	es.Lock()
 	es.Down = false
 	es.Unlock()

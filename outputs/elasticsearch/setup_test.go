@@ -33,6 +33,9 @@ func TestSetupInstallsAndIsIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(second) != len(first) || len(second) < 4 {
+		t.Errorf("second setup reported %d steps, the first %d: %q", len(second), len(first), second)
+	}
 	for _, line := range second {
 		if !strings.HasSuffix(line, "unchanged") {
 			t.Errorf("second setup changed something: %q", line)

@@ -336,8 +336,20 @@ func TestTLSAndSASL(t *testing.T) {
 	// Wrong password, no CA: check says so in plain words.
 	bad := newOutput(t, Config{Brokers: c.ListenAddrs(), Topic: topic, TLS: &TLS{CAFile: caFile},
 		SASL: &SASL{Mechanism: "scram-sha-256", Username: "shipper", Password: "wrong"}, Timeout: 3 * time.Second})
-	if _, err := bad.Check(ctx); err == nil || strings.Contains(err.Error(), "wrong") {
+	// Refused for its credentials: the broker saw the SCRAM exchange and
+	// the client failed after it (kafka-go reports the broker hanging up),
+	// the password never echoed.
+	var auths atomic.Int64
+	c.ControlKey(36, func(kmsg.Request) (kmsg.Response, error, bool) { // 36: SASLAuthenticate
+		auths.Add(1)
+		return nil, nil, false
+	})
+	c.KeepControl()
+	if _, err := bad.Check(ctx); err == nil || !strings.Contains(err.Error(), "or authenticate") || strings.Contains(err.Error(), "wrong") {
 		t.Fatalf("wrong password: %v", err)
+	}
+	if auths.Load() == 0 {
+		t.Fatal("wrong password: the check failed before any SASL exchange, so it did not test authentication")
 	}
 	noCA := newOutput(t, Config{Brokers: c.ListenAddrs(), Topic: topic, TLS: &TLS{},
 		SASL: &SASL{Mechanism: "scram-sha-256", Username: "shipper", Password: "s3cret-256"}, Timeout: 3 * time.Second})

@@ -3,6 +3,7 @@ package outputtest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -85,13 +86,23 @@ func Run(t *testing.T, h Harness) {
 		defer out.Close()
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		done := make(chan struct{})
-		go func() {
-			out.Write(ctx, Events(3, "c"))
-			close(done)
-		}()
+		done := make(chan error, 1)
+		go func() { done <- out.Write(ctx, Events(3, "c")) }()
 		select {
-		case <-done:
+		case err := <-done:
+			// Either it wrote before looking at ctx (and says so with nil),
+			// or it did not, and must not claim it did.
+			if err != nil && errors.Is(err, auditlogin.ErrPermanent) {
+				t.Fatalf("a cancelled write is not a permanent failure (its events would be dead-lettered): %v", err)
+			}
+			if err == nil {
+				if s, ok := out.(auditlogin.Syncer); ok {
+					s.Sync()
+				}
+				if got := h.ReadBack(t, 3); len(got) != 3 {
+					t.Fatalf("Write said nil for a cancelled context, but the destination holds %d of its 3 events", len(got))
+				}
+			}
 		case <-time.After(10 * time.Second):
 			t.Fatal("Write with a cancelled context did not return")
 		}

@@ -47,6 +47,15 @@ type Server struct {
 	ops        map[string]int // bulk actions received, by op
 	overwrites int            // documents replaced by an index action
 	conflicts  int            // create actions refused with 409
+	refused    int            // requests answered 503 while Down
+}
+
+// Refused returns how many requests were answered 503 because of Down: a
+// test of an outage checks that the outage was met.
+func (s *Server) Refused() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refused
 }
 
 // Ops returns how many bulk actions of each kind (create, index) arrived.
@@ -186,6 +195,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Elastic-Product", "Elasticsearch")
 	s.mu.Lock()
 	down, user, pass, key := s.Down, s.Username, s.Password, s.APIKey
+	if down {
+		s.refused++
+	}
 	s.mu.Unlock()
 	if down {
 		writeJSON(w, 503, map[string]any{"error": errBody("cluster_block_exception", "unavailable (test)"), "status": 503})
