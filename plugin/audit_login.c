@@ -31,8 +31,21 @@
   reopens the file (rename it first: logrotate "create" then works; no
   copytruncate needed), and so does changing audit_login_file.
 
+  The log must be a regular file: a FIFO, socket or device is refused (its
+  reader could stop and hold every login), and so is a path that cannot be
+  opened; SET GLOBAL audit_login_file then fails with an error and the
+  variable keeps naming the file being written. The file is opened with
+  O_NONBLOCK, so opening never waits. A write that fails or is cut short
+  (a full disk) is counted in Audit_login_write_errors and reported in the
+  error log (the first at once, then at most once a minute with a count);
+  the next record starts on a fresh line, so no record is glued to a
+  fragment. Logins never wait on a reader; a hung network file system can
+  still block write(2): keep the log on local disk.
+
   System variables: audit_login_enabled, audit_login_skip_users (comma
-  separated), audit_login_file, audit_login_reopen.
+  separated, spaces around names ignored, at most 64 names and 1023
+  characters: longer values are refused), audit_login_file,
+  audit_login_reopen.
   Status variables: Audit_login_records_written, Audit_login_write_errors,
   Audit_login_successful_logins, Audit_login_failed_logins.
 
@@ -45,6 +58,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -66,6 +80,9 @@ static unsigned long long failed_logins = 0;
 
 static pthread_rwlock_t lock = PTHREAD_RWLOCK_INITIALIZER; /* fd and skip list */
 static int fd = -1;
+static int broken = 0;            /* the last write failed or was short: start the next record on a new line */
+static time_t last_report = 0;    /* write failures reported to the error log (once a minute) */
+static unsigned long long unreported = 0;
 static char myhost[HOSTNAME_LEN];
 static char skip_buf[1024];
 static char *skip_users[MAX_SKIP_USERS];
@@ -185,22 +202,60 @@ static void parse_skip_users(const char *value) {
   strncpy(skip_buf, value, sizeof(skip_buf) - 1);
   skip_buf[sizeof(skip_buf) - 1] = 0;
   for (tok = strtok_r(skip_buf, ",", &save); tok && num_skip_users < MAX_SKIP_USERS; tok = strtok_r(NULL, ",", &save)) {
-    while (*tok == ' ') tok++;
+    char *end;
+    while (*tok == ' ' || *tok == '\t') tok++;
+    end = tok + strlen(tok);
+    while (end > tok && (end[-1] == ' ' || end[-1] == '\t')) *--end = 0;
     if (*tok) skip_users[num_skip_users++] = tok;
   }
 }
 
-/* Opens (or reopens) the log; the write lock is held. */
-static int open_log(void) {
-  const char *path = (file_value && *file_value) ? file_value : "audit_login.log";
-  int nfd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+/* Opens path for appending without ever waiting (O_NONBLOCK: a FIFO
+   without a reader fails at once), and accepts only a regular file. Returns
+   the descriptor, or -1 with why set to the reason. */
+static int open_regular(const char *path, const char **why) {
+  struct stat st;
+  int nfd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0640);
   if (nfd < 0) {
-    fprintf(stderr, "audit_login: cannot open %s: %s\n", path, strerror(errno));
+    *why = strerror(errno);
+    return -1;
+  }
+  if (fstat(nfd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    close(nfd);
+    *why = "not a regular file (a FIFO, socket or device could block every login)";
+    return -1;
+  }
+  return nfd;
+}
+
+static const char *log_path(void) { return (file_value && *file_value) ? file_value : "audit_login.log"; }
+
+/* Opens (or reopens) the log; the write lock is held. On failure the old
+   descriptor is kept. */
+static int open_log(void) {
+  const char *why = NULL;
+  int nfd = open_regular(log_path(), &why);
+  if (nfd < 0) {
+    fprintf(stderr, "audit_login: cannot open %s: %s\n", log_path(), why);
     return -1;
   }
   if (fd >= 0) close(fd);
   fd = nfd;
   return 0;
+}
+
+/* Reports a failed write in the error log: the first at once, then at most
+   once a minute with how many failed meanwhile. */
+static void report_write_error(int err, size_t written, size_t want) {
+  time_t now = time(NULL);
+  time_t last = __atomic_load_n(&last_report, __ATOMIC_RELAXED);
+  __atomic_add_fetch(&unreported, 1, __ATOMIC_RELAXED);
+  if (last != 0 && now - last < 60) return;
+  if (!__atomic_compare_exchange_n(&last_report, &last, now, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) return;
+  fprintf(stderr, "audit_login: writing %s failed (%s; %zu of %zu bytes written): %llu record(s) lost since the last report; "
+                  "the next record starts on a new line\n",
+          log_path(), err ? strerror(err) : "short write", written, want,
+          (unsigned long long) __atomic_exchange_n(&unreported, 0, __ATOMIC_RELAXED));
 }
 
 static void write_record(const struct mysql_event_connection *ev, const char *type) {
@@ -227,6 +282,11 @@ static void write_record(const struct mysql_event_connection *ev, const char *ty
   strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S", &tm);
   snprintf(num, sizeof(num), "%lu", ev->thread_id);
   buf_init(&b);
+  /* After a failed or short write, a fragment without its newline may end
+     the file: start on a fresh line (an empty line is skipped by readers). */
+  if (__atomic_exchange_n(&broken, 0, __ATOMIC_RELAXED) && puts_(&b, "\n")) {
+    __atomic_store_n(&broken, 1, __ATOMIC_RELAXED);
+  }
   if (puts_(&b, "{\"ts\":\"") || puts_(&b, ts) || puts_(&b, "\",\"type\":\"") || puts_(&b, type) ||
       puts_(&b, "\"") || put_field(&b, "myhost", myhost, strlen(myhost)) ||
       puts_(&b, ",\"thread\":\"") || puts_(&b, num) || puts_(&b, "\"") ||
@@ -241,11 +301,17 @@ static void write_record(const struct mysql_event_connection *ev, const char *ty
   }
   /* One write per record: with O_APPEND, concurrent records never interleave. */
   w = write(fd, b.p, b.len);
-  pthread_rwlock_unlock(&lock);
-  if (w == (ssize_t) b.len)
-    __atomic_add_fetch(&records_written, 1, __ATOMIC_RELAXED);
-  else
-    __atomic_add_fetch(&write_errors, 1, __ATOMIC_RELAXED);
+  {
+    int err = w < 0 ? errno : 0;
+    pthread_rwlock_unlock(&lock);
+    if (w == (ssize_t) b.len) {
+      __atomic_add_fetch(&records_written, 1, __ATOMIC_RELAXED);
+    } else {
+      __atomic_add_fetch(&write_errors, 1, __ATOMIC_RELAXED);
+      __atomic_store_n(&broken, 1, __ATOMIC_RELAXED); /* maybe a fragment on disk */
+      report_write_error(err, w > 0 ? (size_t) w : 0, b.len);
+    }
+  }
   buf_free(&b);
 }
 
@@ -277,6 +343,46 @@ static void copy_value(char *dst, size_t size, const void *save) {
   dst[size - 1] = 0;
 }
 
+/* Refuses a file that cannot be opened or is not a regular file, so that
+   the variable always names the file being written (the update would
+   otherwise keep writing the old one). */
+static int check_file(MYSQL_THD thd, struct st_mysql_sys_var *var, void *save, struct st_mysql_value *value) {
+  char buf[512];
+  int len = sizeof(buf);
+  const char *path = value->val_str(value, buf, &len), *why = NULL;
+  int nfd;
+  (void) thd; (void) var;
+  if (path == NULL || *path == 0) path = "audit_login.log";
+  nfd = open_regular(path, &why);
+  if (nfd < 0) {
+    fprintf(stderr, "audit_login: refusing audit_login_file=%s: %s\n", path, why);
+    return 1;
+  }
+  close(nfd);
+  *(const char **) save = path;
+  return 0;
+}
+
+/* Refuses a skip list longer than the plugin keeps, instead of cutting it. */
+static int check_skip_users(MYSQL_THD thd, struct st_mysql_sys_var *var, void *save, struct st_mysql_value *value) {
+  char buf[2048];
+  int len = sizeof(buf), names = 0;
+  const char *v = value->val_str(value, buf, &len), *p;
+  (void) thd; (void) var;
+  if (v == NULL) v = "";
+  if (strlen(v) >= sizeof(skip_buf)) {
+    fprintf(stderr, "audit_login: refusing audit_login_skip_users: %zu characters, at most %zu\n", strlen(v), sizeof(skip_buf) - 1);
+    return 1;
+  }
+  for (p = v; *p; p++) names += *p == ',';
+  if (names + 1 > MAX_SKIP_USERS) {
+    fprintf(stderr, "audit_login: refusing audit_login_skip_users: %d names, at most %d\n", names + 1, MAX_SKIP_USERS);
+    return 1;
+  }
+  *(const char **) save = v;
+  return 0;
+}
+
 static void update_skip_users(MYSQL_THD thd, struct st_mysql_sys_var *var, void *var_ptr, const void *save) {
   (void) thd; (void) var;
   pthread_rwlock_wrlock(&lock);
@@ -290,8 +396,9 @@ static void update_file(MYSQL_THD thd, struct st_mysql_sys_var *var, void *var_p
   (void) thd; (void) var;
   pthread_rwlock_wrlock(&lock);
   copy_value(file_store, sizeof(file_store), save);
+  if (file_store[0] == 0) strcpy(file_store, "audit_login.log"); /* show the path actually used */
   *(char **) var_ptr = file_store;
-  open_log();
+  open_log(); /* checked just before: on a failure now, the old file stays open */
   pthread_rwlock_unlock(&lock);
 }
 
@@ -308,10 +415,10 @@ static void update_reopen(MYSQL_THD thd, struct st_mysql_sys_var *var, void *var
 static MYSQL_SYSVAR_BOOL(enabled, enabled, PLUGIN_VAR_OPCMDARG,
                          "Write login records (ON by default)", NULL, NULL, 1);
 static MYSQL_SYSVAR_STR(skip_users, skip_users_value, PLUGIN_VAR_RQCMDARG,
-                        "Comma-separated user names not to log", NULL, update_skip_users, "");
+                        "Comma-separated user names not to log (at most 64 names, 1023 characters)", check_skip_users, update_skip_users, "");
 static MYSQL_SYSVAR_STR(file, file_value, PLUGIN_VAR_RQCMDARG,
-                        "The log file (relative paths are in the data directory); setting it reopens",
-                        NULL, update_file, "audit_login.log");
+                        "The log file, a regular file (relative paths are in the data directory); setting it reopens; a path that cannot be opened is refused",
+                        check_file, update_file, "audit_login.log");
 static MYSQL_SYSVAR_BOOL(reopen, reopen_value, PLUGIN_VAR_OPCMDARG,
                          "SET it ON to reopen the log file (after renaming it, for rotation)", NULL, update_reopen, 0);
 
@@ -334,10 +441,8 @@ static int audit_login_init(void *p) {
     strncpy(skip_users_store, skip_users_value, sizeof(skip_users_store) - 1);
     skip_users_value = skip_users_store;
   }
-  if (file_value) {
-    strncpy(file_store, file_value, sizeof(file_store) - 1);
-    file_value = file_store;
-  }
+  strncpy(file_store, (file_value && *file_value) ? file_value : "audit_login.log", sizeof(file_store) - 1);
+  file_value = file_store; /* the variable shows the path actually used */
   parse_skip_users(skip_users_value);
   open_log(); /* a failure is logged; records are skipped until a reopen works */
   pthread_rwlock_unlock(&lock);

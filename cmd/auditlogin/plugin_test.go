@@ -22,13 +22,13 @@ import (
 	"github.com/auditlogin/auditlogin/parser"
 )
 
-// The rebuilt plugin in the running MariaDB: real logins with hostile user
-// names, every line valid JSON holding the exact bytes sent, the agent ships
-// them correctly, and rotation by rename + audit_login_reopen loses nothing.
-func TestPluginEndToEnd(t *testing.T) {
-	db := mariadb(t)
-	defer db.Close()
+// installPlugin builds plugin/ and installs it into the running MariaDB as
+// auditlogin_e2e; it is uninstalled (and the server checked alive) when the
+// test ends.
+func installPlugin(t *testing.T, _ *sql.DB) {
+	t.Helper()
 	ctx := context.Background()
+	db := mariadb(t) // its own: the caller's may be closed before the cleanup runs
 	if out, err := exec.Command("make", "-C", "../../plugin").CombinedOutput(); err != nil {
 		t.Fatalf("make -C plugin: %v\n%s", err, out)
 	}
@@ -44,19 +44,31 @@ func TestPluginEndToEnd(t *testing.T) {
 		}
 		t.Skipf("cannot write the plugin into %s (run as root): %v", pluginDir, err)
 	}
-	defer os.Remove(target)
 	db.ExecContext(ctx, "UNINSTALL SONAME 'auditlogin_e2e'")
 	if _, err := db.ExecContext(ctx, "INSTALL SONAME 'auditlogin_e2e'"); err != nil {
+		os.Remove(target)
 		t.Fatalf("install: %v", err)
 	}
-	defer func() {
+	t.Cleanup(func() {
 		if _, err := db.ExecContext(ctx, "UNINSTALL SONAME 'auditlogin_e2e'"); err != nil {
 			t.Errorf("uninstall: %v", err)
 		}
 		if err := db.PingContext(ctx); err != nil {
 			t.Errorf("the server is not answering after the plugin was unloaded: %v", err)
 		}
-	}()
+		db.Close()
+		os.Remove(target)
+	})
+}
+
+// The rebuilt plugin in the running MariaDB: real logins with hostile user
+// names, every line valid JSON holding the exact bytes sent, the agent ships
+// them correctly, and rotation by rename + audit_login_reopen loses nothing.
+func TestPluginEndToEnd(t *testing.T) {
+	db := mariadb(t)
+	defer db.Close()
+	ctx := context.Background()
+	installPlugin(t, db)
 	// The server writes here as its own user: t.TempDir's parent is 0700.
 	dir, err := os.MkdirTemp("", "auditlogin-plugin-")
 	if err != nil {
