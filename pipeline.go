@@ -39,7 +39,7 @@ type PipelineConfig struct {
 	CommitInterval  time.Duration // how often acknowledged offsets are committed (default 1s)
 	ShutdownTimeout time.Duration // how long a graceful stop waits for outputs (default 10s)
 	RetryInitial    time.Duration // first retry delay of a failing output (default 250ms)
-	RetryMax        time.Duration // retry delay cap (default 30s)
+	RetryMax        time.Duration // retry delay cap (default 5s: delivery resumes within 5s of an outage's end)
 }
 
 // Stats are the pipeline's counters.
@@ -144,7 +144,7 @@ func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
 		cfg.RetryInitial = 250 * time.Millisecond
 	}
 	if cfg.RetryMax < cfg.RetryInitial {
-		cfg.RetryMax = 30 * time.Second
+		cfg.RetryMax = 5 * time.Second
 		if cfg.RetryMax < cfg.RetryInitial {
 			cfg.RetryMax = cfg.RetryInitial
 		}

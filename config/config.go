@@ -213,7 +213,7 @@ func Default() Config {
 	return Config{
 		Registry: Registry{Path: "/var/lib/auditlogin/registry.json", FlushInterval: time.Second, CleanAfter: 72 * time.Hour},
 		Pipeline: Pipeline{BatchSize: 1024, FlushInterval: 500 * time.Millisecond, MaxInFlight: 16384, MaxInFlightBytes: 8 << 20,
-			ShutdownTimeout: 10 * time.Second, RetryInitial: 250 * time.Millisecond, RetryMax: 30 * time.Second},
+			ShutdownTimeout: 10 * time.Second, RetryInitial: 250 * time.Millisecond, RetryMax: 5 * time.Second},
 		Tail: Tail{ScanInterval: time.Second, PollInterval: 250 * time.Millisecond, RotateWait: 5 * time.Second,
 			CloseInactive: 5 * time.Minute, IdleAfter: 10 * time.Second, MaxLineBytes: 1 << 20, FingerprintBytes: 1024},
 		Log:     Log{Level: "info", Format: "auto"},
@@ -273,7 +273,7 @@ func (c *Config) fillDerived() {
 			k.RetryInitial = 250 * time.Millisecond
 		}
 		if k.RetryMax == 0 {
-			k.RetryMax = 30 * time.Second
+			k.RetryMax = 5 * time.Second
 		}
 		if k.AutoCreateTopic == nil {
 			t := true
@@ -303,7 +303,7 @@ func (c *Config) fillDerived() {
 			e.RetryInitial = 250 * time.Millisecond
 		}
 		if e.RetryMax == 0 {
-			e.RetryMax = 30 * time.Second
+			e.RetryMax = 5 * time.Second
 		}
 		if e.TemplateName == "" {
 			e.TemplateName = "auditlogin"
