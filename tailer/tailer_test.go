@@ -136,7 +136,7 @@ func (h *harness) lines() []string {
 // ordered), failing on timeout.
 func (h *harness) waitFor(want []string) {
 	h.t.Helper()
-	deadline := time.Now().Add(30 * time.Second) // a deadline for failing, not a wait: generous for -race and coverage on 2 busy cores
+	deadline := time.Now().Add(15 * time.Second) // a deadline for failing, not a wait: 3x what failed once under coverage on 2 busy cores
 	for time.Now().Before(deadline) {
 		if len(h.lines()) >= len(want) {
 			break
@@ -154,7 +154,7 @@ func (h *harness) waitFor(want []string) {
 // holds offset for the file now at path.
 func (h *harness) waitCommitted(path string, offset int64) {
 	h.t.Helper()
-	deadline := time.Now().Add(30 * time.Second) // a deadline for failing, not a wait: generous for -race and coverage on 2 busy cores
+	deadline := time.Now().Add(15 * time.Second) // a deadline for failing, not a wait: 3x what failed once under coverage on 2 busy cores
 	var got int64
 	for time.Now().Before(deadline) {
 		if reg, err := OpenRegistry(h.reg.Path(), 0); err == nil {
@@ -177,7 +177,7 @@ func (h *harness) waitCommittedContent(path string, offset int64) {
 		h.t.Fatal(err)
 	}
 	defer f.Close()
-	deadline := time.Now().Add(30 * time.Second) // a deadline for failing, not a wait: generous for -race and coverage on 2 busy cores
+	deadline := time.Now().Add(15 * time.Second) // a deadline for failing, not a wait: 3x what failed once under coverage on 2 busy cores
 	var got int64
 	for time.Now().Before(deadline) {
 		if reg, err := OpenRegistry(h.reg.Path(), 0); err == nil {
@@ -311,7 +311,7 @@ func TestRotateRename(t *testing.T) {
 	w.WriteString(text(seq("a", 5, 8))) // after the rename, before the reopen
 	w.Close()
 	appendTo(t, p, text(seq("b", 0, 4)))
-	deadline := time.Now().Add(30 * time.Second) // a deadline for failing, not a wait: generous for -race and coverage on 2 busy cores
+	deadline := time.Now().Add(15 * time.Second) // a deadline for failing, not a wait: 3x what failed once under coverage on 2 busy cores
 	for len(h.lines()) < 12 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -371,7 +371,7 @@ func TestCopyTruncateWhileStopped(t *testing.T) {
 	copyTruncate(t, p, p+".1")
 	appendTo(t, p, text(seq("b", 0, 3)))
 	h.start()
-	deadline := time.Now().Add(30 * time.Second) // a deadline for failing, not a wait: generous for -race and coverage on 2 busy cores
+	deadline := time.Now().Add(15 * time.Second) // a deadline for failing, not a wait: 3x what failed once under coverage on 2 busy cores
 	for len(h.lines()) < 18 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -509,7 +509,7 @@ func TestRotateWhileOutputBlocked(t *testing.T) {
 		t.Fatalf("delivered %d while blocked", n)
 	}
 	release()
-	deadline := time.Now().Add(30 * time.Second) // a deadline for failing, not a wait: generous for -race and coverage on 2 busy cores
+	deadline := time.Now().Add(15 * time.Second) // a deadline for failing, not a wait: 3x what failed once under coverage on 2 busy cores
 	for len(h.lines()) < 15 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -698,7 +698,7 @@ func TestRotatedFileIsNotMarkedDoneBeforeDelivery(t *testing.T) {
 	h.stop() // a.log.1's last lines were never delivered
 	release()
 	h.start()
-	deadline := time.Now().Add(30 * time.Second) // a deadline for failing, not a wait: generous for -race and coverage on 2 busy cores
+	deadline := time.Now().Add(15 * time.Second) // a deadline for failing, not a wait: 3x what failed once under coverage on 2 busy cores
 	for len(h.lines()) < 12 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
