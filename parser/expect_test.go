@@ -77,6 +77,37 @@ var handExpectations = map[string][]string{
 	"error_log/mysql8-json.log": {
 		"failed_login|app||~|10.0.0.8|16|testhost|2026-11-25T10:00:01.000002Z",
 	},
+	// Connect/Change user → login, STATUS 0 successful; Quit → logout;
+	// CONNECTION_ID → thread; PRIV_USER on success; HOST/IP empty → null;
+	// an empty USER (1156/1158) → user null; no server name in the records.
+	"percona_audit/json.log": {
+		"successful_login|app|app|web-1.example|10.0.0.21|991|testhost|2024-09-03T01:53:30Z",
+		"failed_login|app||web-1.example|10.0.0.21|993|testhost|2024-09-03T01:53:33Z",
+		"failed_login|~|~|~|10.0.0.1|994|testhost|2024-09-03T01:53:34Z",
+		"logout|app||web-1.example|10.0.0.21|991|testhost|2024-09-03T01:53:35Z",
+		`failed_login|x","name":"Connect||~|198.51.100.9|995|testhost|2024-09-03T01:53:36Z`,
+	},
+	"percona_audit/csv.log": {
+		"successful_login|root|root|localhost|~|1|testhost|2014-04-21T12:34:32 UTC",
+		"failed_login|a,b||~|192.0.2.6|5|testhost|2014-04-21T12:34:34 UTC",
+	},
+	"percona_audit/xml-new.log": {
+		"successful_login|root|root|localhost|~|1|testhost|2014-04-21T12:34:32 UTC",
+		`failed_login|a"b<c||~|192.0.2.4|2|testhost|2014-04-21T12:34:40 UTC`,
+	},
+	"percona_audit/xml-old.log": {
+		"successful_login|root|root|localhost|~|1|testhost|2014-04-21T12:34:32 UTC",
+		"failed_login|backup||~|192.0.2.5|3|testhost|2014-04-21T12:34:50 UTC",
+	},
+	// class connection: connect → login (connection_data.status 0
+	// successful), disconnect → logout; login.user → user, account.user →
+	// priv_user on success, login.ip → ip, socket → host localhost.
+	"mysql_enterprise_audit/json.log": {
+		"successful_login|root|root|~|::1|11|testhost|2019-10-03 15:02:32",
+		"failed_login|app}||~|10.0.0.33|12|testhost|2019-10-03 15:02:40",
+		"successful_login|app|app|localhost|~|13|testhost|2019-10-03 15:02:41",
+		"logout|root||~|::1|11|testhost|2019-10-03 15:03:00",
+	},
 }
 
 func expectField(s auditlogin.NullString) string {
