@@ -229,6 +229,43 @@ func TestAuditLoginMalformed(t *testing.T) {
 			t.Fatalf("want rejections and the good record after them, got %d errors %d events", errs, evs)
 		}
 	})
+	t.Run("the join bound is exact", func(t *testing.T) {
+		rec := func(user string) string {
+			return `{"ts":"2026-11-25 10:00:00","type":"failed_login","myhost":"h","thread":"1","user":"` + user +
+				`","priv_user":"","host":"h","ip":"192.0.2.1"}` + "\n"
+		}
+		count := func(recs []auditlogin.Record) (evs, errs int) {
+			for _, r := range recs {
+				if r.Event != nil {
+					evs++
+				}
+				if r.Err != nil {
+					errs++
+				}
+			}
+			return
+		}
+		// maxRecordLines lines in all: joined and parsed.
+		user := strings.Repeat("a\n", maxRecordLines-1) + "z"
+		recs := feedAll(t, FormatAuditLogin, []byte(rec(user)), time.UTC)
+		if evs, errs := count(recs); evs != 1 || errs != 0 || recs[0].Event.User.S != user {
+			t.Fatalf("a record of %d lines: %d events, %d errors", maxRecordLines, evs, errs)
+		}
+		// One line more: the first maxRecordLines lines are rejected as one.
+		recs = feedAll(t, FormatAuditLogin, []byte(rec(user+"\nb")), time.UTC)
+		if evs, _ := count(recs); evs != 0 || recs[0].Err == nil || bytes.Count(recs[0].Raw, []byte("\n")) != maxRecordLines-1 {
+			t.Fatalf("a record of %d lines: %+v", maxRecordLines+1, recs[0])
+		}
+		// The byte bound: a user name just under it is joined, one over it not.
+		big := strings.Repeat("b", maxRecordBytes-300) + "\n" + "c"
+		if evs, errs := count(feedAll(t, FormatAuditLogin, []byte(rec(big)), time.UTC)); evs != 1 || errs != 0 {
+			t.Fatalf("a record under %d bytes: %d events, %d errors", maxRecordBytes, evs, errs)
+		}
+		bigger := strings.Repeat("b", maxRecordBytes-50) + "\n" + strings.Repeat("c", 100) + "\n" + "d"
+		if evs, errs := count(feedAll(t, FormatAuditLogin, []byte(rec(bigger)), time.UTC)); evs != 0 || errs == 0 {
+			t.Fatalf("a record over %d bytes: %d events, %d errors", maxRecordBytes, evs, errs)
+		}
+	})
 	t.Run("over-long line", func(t *testing.T) {
 		p := NewAuditLogin(Options{})
 		var recs []auditlogin.Record

@@ -255,3 +255,46 @@ func TestEnterpriseOneRecordALine(t *testing.T) {
 		t.Fatalf("events %v, errors %v", evs, errs)
 	}
 }
+
+// Stamps with fields of the wrong width or the wrong padding are not read
+// as times: each server writes fixed widths.
+func TestMalformedStampsAreRejected(t *testing.T) {
+	for _, s := range []string{
+		"2026-1-01 10:00:00", "2026-01-1 10:00:00", "26-01-01 10:00:00", "202601011 10:00:00",
+		"2026-12-01  10:00:00", // two spaces only before a one-digit hour
+		"2026-12-01 10:0:00", "2026-12-01 10:00:0", "2026-12-01 100:00:00", "2026-12-01 10:00:00.",
+		"2026-12-01T10:00:00Z", "2026-12-01 10:00:00 ", "20261201 1000:00", "",
+	} {
+		if got, err := localStamp(s, time.UTC); err == nil {
+			t.Errorf("%q read as %v", s, got)
+		}
+	}
+	for s, want := range map[string]time.Time{
+		"2026-12-01  9:00:00":        time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC),
+		"2026-12-01 09:00:00.5":      time.Date(2026, 12, 1, 9, 0, 0, 5e8, time.UTC),
+		"2026-12-01 09:00:00.123456": time.Date(2026, 12, 1, 9, 0, 0, 123456e3, time.UTC),
+		"261201 23:59:59":            time.Date(2026, 12, 1, 23, 59, 59, 0, time.UTC),
+		"20261201 00:00:00":          time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC),
+	} {
+		if got, err := localStamp(s, time.UTC); err != nil || !got.Equal(want) {
+			t.Errorf("%q: %v %v, want %v", s, got, err, want)
+		}
+	}
+	for _, s := range []string{"Dec  x 10:00:00", "Dec 1x 10:00:00", "Dec 01 1a:00:00", "Dex 01 10:00:00", "Dec 01 10:00:0"} {
+		if _, err := syslogTime(s, time.UTC, time.Now()); err == nil {
+			t.Errorf("syslog %q accepted", s)
+		}
+	}
+}
+
+// A syslog stamp has no year: up to a day ahead of the clock is this year
+// (a server clock slightly ahead), further ahead is last year.
+func TestSyslogYear(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	for s, want := range map[string]int{"Dec  1 20:00:00": 2026, "Dec  2 09:00:00": 2026, "Dec  3 10:00:00": 2025, "Jan  5 10:00:00": 2026, "Dec 31 10:00:00": 2025} {
+		got, err := syslogTime(s, time.UTC, now)
+		if err != nil || got.Year() != want {
+			t.Errorf("%q at %v: year %d (%v), want %d", s, now, got.Year(), err, want)
+		}
+	}
+}
