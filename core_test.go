@@ -220,6 +220,10 @@ func TestNewPipelineDefaults(t *testing.T) {
 	if p.cfg.MaxInFlight != 200 || p.cfg.RetryMax < p.cfg.RetryInitial {
 		t.Fatalf("max_in_flight %d (want two batches, 200), retry max %v below initial %v", p.cfg.MaxInFlight, p.cfg.RetryMax, p.cfg.RetryInitial)
 	}
+	p, _ = NewPipeline(PipelineConfig{Outputs: []Output{nopOutput{}}, RetryInitial: time.Second, RetryMax: time.Second})
+	if p.cfg.RetryMax != time.Second {
+		t.Fatalf("retry max equal to initial changed to %v", p.cfg.RetryMax)
+	}
 	p, _ = NewPipeline(PipelineConfig{Outputs: []Output{nopOutput{}}, BatchSize: 1, MaxInFlight: 2, Workers: 3, MaxInFlightBytes: 1})
 	if p.cfg.BatchSize != 1 || p.cfg.MaxInFlight != 2 || p.outs[0].workers != 3 || p.cfg.MaxInFlightBytes != 1 {
 		t.Fatalf("explicit settings changed: %+v", p.cfg)

@@ -167,6 +167,26 @@ func TestPipelineRefusedItemsGoWithTheNextWrite(t *testing.T) {
 	if !mixed {
 		t.Fatal("no write mixed refused items with new events")
 	}
+	// Refused items go first: in every write, no item sent before comes
+	// after one sent for the first time.
+	sentBefore := map[string]bool{}
+	for _, b := range a.Batches() {
+		fresh := false
+		for _, ev := range b {
+			if sentBefore[ev.Thread] && fresh {
+				t.Fatalf("a refused item after new ones in a write: %v", threads(b))
+			}
+			if !sentBefore[ev.Thread] {
+				fresh = true
+			}
+		}
+		for _, ev := range b {
+			sentBefore[ev.Thread] = true
+		}
+	}
+	if st := p.Stats(); st.Shipped["a"] != 300 {
+		t.Fatalf("shipped %d, want 300 (each event counted once, when delivered)", st.Shipped["a"])
+	}
 	if cp.get(fileA) != 3000 {
 		t.Fatalf("committed %d, want 3000", cp.get(fileA))
 	}
@@ -247,4 +267,26 @@ loop:
 	}
 	stop()
 	<-done
+}
+
+// A partial batch goes out after the flush interval, without more lines
+// and without the input ending.
+func TestPipelineFlushesAPartialBatch(t *testing.T) {
+	a := outputtest.NewFake("a")
+	cp := &memCheckpoint{}
+	p := newPipeline(t, []auditlogin.Output{a}, cp, nil, nil) // batches of 16, flush every 10ms
+	ch := make(chan []auditlogin.Line)
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx, ch) }()
+	ch <- oneBatch(0) // 7 lines
+	waitFor(t, "the partial batch delivered", func() bool { return len(a.Delivered()) == 7 })
+	waitFor(t, "its offset committed", func() bool { return cp.get(fileA) == 70 })
+	stop()
+	<-done
+	for _, b := range a.Batches() {
+		if len(b) > 16 {
+			t.Fatalf("a write of %d events, batch_size 16", len(b))
+		}
+	}
 }

@@ -155,6 +155,11 @@ func TestPipelineShipsEverythingAndCommitsTheEnd(t *testing.T) {
 				t.Fatal("event not given an id and encoding")
 			}
 		}
+		for _, b := range o.Batches() {
+			if len(b) == 0 || len(b) > 16 {
+				t.Fatalf("%s: a write of %d events, batch_size 16", o.Name(), len(b))
+			}
+		}
 	}
 	if got := cp.get(fileA); got != 10000 {
 		t.Fatalf("committed %d, want 10000", got)
