@@ -171,6 +171,9 @@ func (e *Event) Normalize() {
 // servers print addresses with inet_ntop, so such zeros come from hand-made
 // or converted logs, not from octal notation. An IPv6 zone is kept.
 func CanonicalIP(s string) (string, bool) {
+	if canonicalIPv4(s) {
+		return s, true // the common case, without parsing into an address and back
+	}
 	if a, err := netip.ParseAddr(s); err == nil {
 		if c := a.String(); c != s {
 			return c, true
@@ -208,6 +211,29 @@ func CanonicalIP(s string) (string, bool) {
 		b = strconv.AppendInt(b, int64(o), 10)
 	}
 	return string(b), true
+}
+
+// canonicalIPv4 reports whether s is a dotted-quad IPv4 address already in
+// canonical form: four octets of 0-255, no leading zeros.
+func canonicalIPv4(s string) bool {
+	octets, digits, val := 0, 0, 0
+	for i := 0; i <= len(s); i++ {
+		if i == len(s) || s[i] == '.' {
+			if digits == 0 || val > 255 || (digits > 1 && s[i-digits] == '0') {
+				return false
+			}
+			octets++
+			digits, val = 0, 0
+			continue
+		}
+		c := s[i]
+		if c < '0' || c > '9' || digits == 3 {
+			return false
+		}
+		val = val*10 + int(c-'0')
+		digits++
+	}
+	return octets == 4
 }
 
 // ComputeID returns the event id: the first 16 bytes of a SHA-256 over the

@@ -3,6 +3,7 @@ package auditlogin
 import (
 	"encoding/json"
 	"math/rand/v2"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -115,5 +116,17 @@ func TestNormalizeIP(t *testing.T) {
 	sock.Normalize()
 	if sock.IP.Valid || sock.IPOriginal != "" || len(sock.Tags) != 0 {
 		t.Fatalf("a socket login changed: %+v", sock)
+	}
+}
+
+// The IPv4 fast path agrees with netip on what is canonical.
+func TestCanonicalIPv4FastPath(t *testing.T) {
+	for _, s := range []string{"0.0.0.0", "10.0.0.87", "255.255.255.255", "1.2.3.4", "10.0.0.03", "256.0.0.1", "1.2.3", "1.2.3.4.5",
+		"01.2.3.4", "1..3.4", "1.2.3.", ".1.2.3", "1.2.3.4a", "", "1.2.3.1000", "00.0.0.0", "::1", "1.2.3.04"} {
+		a, err := netip.ParseAddr(s)
+		want := err == nil && a.Is4() && a.String() == s
+		if got := canonicalIPv4(s); got != want {
+			t.Errorf("canonicalIPv4(%q) = %v, netip says %v", s, got, want)
+		}
 	}
 }

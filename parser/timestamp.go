@@ -22,9 +22,15 @@ import (
 //     writing in the configured zone never writes) is read as time.Date
 //     reads it: shifted forward by the gap (02:30 → 03:30 CEST).
 
-// daysIn returns the number of days of month m in year y.
+// daysIn returns the number of days of month m (1-12) in year y.
 func daysIn(y int, m time.Month) int {
-	return time.Date(y, m+1, 0, 0, 0, 0, 0, time.UTC).Day()
+	if m == time.February {
+		if y%4 == 0 && (y%100 != 0 || y%400 == 0) {
+			return 29
+		}
+		return 28
+	}
+	return [...]int{31, 0, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}[m-1]
 }
 
 // wallClock returns the instant that the wall-clock time y-mo-d h:mi:s.ns
