@@ -561,7 +561,19 @@ func TestStartAtEnd(t *testing.T) {
 	p := h.path("a.log")
 	appendTo(t, p, text(seq("old", 0, 5)))
 	h.start()
-	time.Sleep(100 * time.Millisecond)
+	// The first scan has taken the file's end when it is registered there
+	// (a condition, not a guess at how long a scan takes).
+	end := size(t, p)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if _, off, ok := h.reg.Lookup(p); ok && off == end {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the file was not registered at its end")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	appendTo(t, p, text(seq("new", 0, 2)))
 	h.waitFor(seq("new", 0, 2))
 }
