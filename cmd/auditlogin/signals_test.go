@@ -59,15 +59,7 @@ log: {format: json}
 	os.WriteFile(cfgPath, []byte(config(a)), 0o644)
 	write(a, 1, 100)
 	write(b, 1001, 50)
-	logf, _ := os.Create(filepath.Join(dir, "agent.log"))
-	defer logf.Close()
-	cmd := exec.Command(bin, "run", "--config", cfgPath)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	agentLog := func() string { d, _ := os.ReadFile(filepath.Join(dir, "agent.log")); return string(d) }
+	cmd, agentLog := startAgentLogged(t, bin, cfgPath, dir)
 	waitUntil(t, "the first input shipped", func() bool { return len(countLines(t, out)) == 100 })
 	waitUntil(t, "its offset committed", func() bool {
 		d, _ := os.ReadFile(filepath.Join(dir, "registry.json"))
@@ -99,6 +91,23 @@ log: {format: json}
 	if !strings.Contains(agentLog(), "configuration reloaded") {
 		t.Errorf("no reload logged:\n%s", agentLog())
 	}
+}
+
+// startAgentLogged runs `auditlogin run --config cfgPath` with its output in
+// dir/agent.log, killed when the test ends; agentLog reads that log.
+func startAgentLogged(t *testing.T, bin, cfgPath, dir string) (cmd *exec.Cmd, agentLog func() string) {
+	t.Helper()
+	logf, err := os.Create(filepath.Join(dir, "agent.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd = exec.Command(bin, "run", "--config", cfgPath)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); logf.Close() })
+	return cmd, func() string { d, _ := os.ReadFile(filepath.Join(dir, "agent.log")); return string(d) }
 }
 
 func fileSize(t *testing.T, path string) int64 {
@@ -176,15 +185,7 @@ log: {format: json}
 		f.Close()
 	}
 	write(1, 100)
-	logf, _ := os.Create(filepath.Join(dir, "agent.log"))
-	defer logf.Close()
-	cmd := exec.Command(bin, "run", "--config", cfgPath)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	agentLog := func() string { d, _ := os.ReadFile(filepath.Join(dir, "agent.log")); return string(d) }
+	cmd, agentLog := startAgentLogged(t, bin, cfgPath, dir)
 	waitUntil(t, "the first records shipped", func() bool { return len(countLines(t, out)) == 100 })
 
 	free := tmpfs.Fill(t, disk, 1500)

@@ -416,13 +416,7 @@ func TestKcatReadsEveryCodec(t *testing.T) {
 // a request.
 func TestBatchBytesAboveTheBrokerLimit(t *testing.T) {
 	c := newCluster(t, kfake.BrokerConfigs(map[string]string{"message.max.bytes": "200000"}))
-	var logBuf strings.Builder
-	var mu sync.Mutex
-	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		return logBuf.Write(p)
-	}), nil))
+	log, logs := captureLog()
 	o := newOutput(t, Config{Brokers: c.ListenAddrs(), Topic: topic, BatchBytes: 16 << 20, BatchSize: 100000, Key: "myhost", Logger: log})
 	defer o.Close()
 	_, err := o.Check(context.Background())
@@ -442,11 +436,8 @@ func TestBatchBytesAboveTheBrokerLimit(t *testing.T) {
 	if recs := consume(t, c.ListenAddrs(), topic, len(evs)); len(recs) != len(evs) {
 		t.Fatalf("%d delivered, want %d", len(recs), len(evs))
 	}
-	mu.Lock()
-	logs := logBuf.String()
-	mu.Unlock()
-	if n := strings.Count(logs, "level=WARN"); n != 1 || !strings.Contains(logs, "capped") {
-		t.Errorf("the cap was logged %d times, want once:\n%s", n, logs)
+	if n := strings.Count(logs(), "level=WARN"); n != 1 || !strings.Contains(logs(), "capped") {
+		t.Errorf("the cap was logged %d times, want once:\n%s", n, logs())
 	}
 	if n := produces.Load(); n > 40 || n < 5 {
 		t.Errorf("%d produce requests for ~2 MB under a 200000-byte limit: want requests near the limit, not one per message", n)
@@ -458,13 +449,7 @@ func TestBatchBytesAboveTheBrokerLimit(t *testing.T) {
 // then on, said once.
 func TestTooLargeRequestIsSplit(t *testing.T) {
 	c := newCluster(t, kfake.BrokerConfigs(map[string]string{"message.max.bytes": "200000"}), kfake.AllowAutoTopicCreation())
-	var logBuf strings.Builder
-	var mu sync.Mutex
-	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		return logBuf.Write(p)
-	}), nil))
+	log, logs := captureLog()
 	o := newOutput(t, Config{Brokers: c.ListenAddrs(), Topic: "logins-${myhost}", AutoCreateTopic: true, BatchBytes: 16 << 20, BatchSize: 100000, Key: "myhost", Logger: log})
 	defer o.Close()
 	evs := outputtest.Events(5000, "split")
@@ -481,10 +466,24 @@ func TestTooLargeRequestIsSplit(t *testing.T) {
 	if recs := consume(t, c.ListenAddrs(), "logins-.*", len(evs)); len(recs) < len(evs) {
 		t.Fatalf("%d delivered, want %d", len(recs), len(evs))
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if n := strings.Count(logBuf.String(), "refused a produce request as too large"); n != 1 {
-		t.Errorf("the refusal was logged %d times, want once:\n%s", n, logBuf.String())
+	if n := strings.Count(logs(), "refused a produce request as too large"); n != 1 {
+		t.Errorf("the refusal was logged %d times, want once:\n%s", n, logs())
+	}
+}
+
+// captureLog returns a logger and what it has logged so far (text format).
+func captureLog() (*slog.Logger, func() string) {
+	var mu sync.Mutex
+	var buf strings.Builder
+	w := writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return buf.Write(p)
+	})
+	return slog.New(slog.NewTextHandler(w, nil)), func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return buf.String()
 	}
 }
 
