@@ -497,6 +497,17 @@ func (p *Pipeline) runOutput(ctx context.Context, o *outState) {
 		lastRefus time.Time
 		refusedN  int64
 	)
+	// noteRefused counts items refused under pressure and says so once per
+	// state (not per write).
+	noteRefused := func(r writeResult) {
+		refusedN += int64(len(r.retry))
+		lastRefus = time.Now()
+		if !refusing {
+			refusing = true
+			p.log.Warn("output refuses some items; sending them again with new events",
+				"output", name, "refused", len(r.retry), "of", r.n, "err", r.err)
+		}
+	}
 	for {
 		if inFlight == 0 && (ctx.Err() != nil || (closed && len(queue) == 0)) {
 			if wait != nil {
@@ -572,13 +583,7 @@ func (p *Pipeline) runOutput(ctx context.Context, o *outState) {
 					p.log.Info("output recovered", "output", name)
 				}
 				if len(r.retry) > 0 {
-					refusedN += int64(len(r.retry))
-					lastRefus = time.Now()
-					if !refusing {
-						refusing = true
-						p.log.Warn("output refuses some items; sending them again with new events",
-							"output", name, "refused", len(r.retry), "of", r.n, "err", r.err)
-					}
+					noteRefused(r)
 				} else if refusing && time.Since(lastRefus) > refusalQuiet {
 					refusing = false
 					p.log.Info("output accepts every item again", "output", name, "refused_meanwhile", refusedN)
@@ -592,13 +597,7 @@ func (p *Pipeline) runOutput(ctx context.Context, o *outState) {
 				limit := maxDelay
 				if refused {
 					limit = min(maxDelay, refusalBackoffMax)
-					refusedN += int64(len(r.retry))
-					lastRefus = time.Now()
-					if !refusing {
-						refusing = true
-						p.log.Warn("output refuses some items; sending them again with new events",
-							"output", name, "refused", len(r.retry), "of", r.n, "err", r.err)
-					}
+					noteRefused(r)
 				} else if !o.down.Load() {
 					o.down.Store(true)
 					p.log.Warn("output failing; retrying with backoff, reading is held back until it recovers",

@@ -136,7 +136,7 @@ func (h *harness) lines() []string {
 // ordered), failing on timeout.
 func (h *harness) waitFor(want []string) {
 	h.t.Helper()
-	deadline := time.Now().Add(15 * time.Second) // a deadline for failing, not a wait: 3x what failed once under coverage on 2 busy cores
+	deadline := time.Now().Add(testDeadline)
 	for time.Now().Before(deadline) {
 		if len(h.lines()) >= len(want) {
 			break
@@ -152,9 +152,34 @@ func (h *harness) waitFor(want []string) {
 
 // waitCommitted waits until the registry file (what a restart would read)
 // holds offset for the file now at path.
+// testDeadline bounds every wait of these tests: a deadline for failing,
+// not a wait (3x what failed once under coverage on 2 busy cores).
+const testDeadline = 15 * time.Second
+
+// until polls cond until it holds, or fails the test after testDeadline.
+func (h *harness) until(what string, cond func() bool) {
+	h.t.Helper()
+	deadline := time.Now().Add(testDeadline)
+	for !cond() {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitLines waits until at least n lines were delivered (the caller then
+// checks which); it does not fail by itself, the caller's assertion does.
+func (h *harness) waitLines(n int) {
+	deadline := time.Now().Add(testDeadline)
+	for len(h.lines()) < n && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func (h *harness) waitCommitted(path string, offset int64) {
 	h.t.Helper()
-	deadline := time.Now().Add(15 * time.Second) // a deadline for failing, not a wait: 3x what failed once under coverage on 2 busy cores
+	deadline := time.Now().Add(testDeadline)
 	var got int64
 	for time.Now().Before(deadline) {
 		if reg, err := OpenRegistry(h.reg.Path(), 0); err == nil {
@@ -177,7 +202,7 @@ func (h *harness) waitCommittedContent(path string, offset int64) {
 		h.t.Fatal(err)
 	}
 	defer f.Close()
-	deadline := time.Now().Add(15 * time.Second) // a deadline for failing, not a wait: 3x what failed once under coverage on 2 busy cores
+	deadline := time.Now().Add(testDeadline)
 	var got int64
 	for time.Now().Before(deadline) {
 		if reg, err := OpenRegistry(h.reg.Path(), 0); err == nil {
@@ -311,10 +336,7 @@ func TestRotateRename(t *testing.T) {
 	w.WriteString(text(seq("a", 5, 8))) // after the rename, before the reopen
 	w.Close()
 	appendTo(t, p, text(seq("b", 0, 4)))
-	deadline := time.Now().Add(15 * time.Second) // a deadline for failing, not a wait: 3x what failed once under coverage on 2 busy cores
-	for len(h.lines()) < 12 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	h.waitLines(12)
 	got := h.lines()
 	// Both files are complete and in order each; they may interleave.
 	var as, bs []string
@@ -371,10 +393,7 @@ func TestCopyTruncateWhileStopped(t *testing.T) {
 	copyTruncate(t, p, p+".1")
 	appendTo(t, p, text(seq("b", 0, 3)))
 	h.start()
-	deadline := time.Now().Add(15 * time.Second) // a deadline for failing, not a wait: 3x what failed once under coverage on 2 busy cores
-	for len(h.lines()) < 18 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	h.waitLines(18)
 	got := h.lines()
 	if len(got) != 18 {
 		t.Fatalf("got %v", got)
@@ -509,10 +528,7 @@ func TestRotateWhileOutputBlocked(t *testing.T) {
 		t.Fatalf("delivered %d while blocked", n)
 	}
 	release()
-	deadline := time.Now().Add(15 * time.Second) // a deadline for failing, not a wait: 3x what failed once under coverage on 2 busy cores
-	for len(h.lines()) < 15 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	h.waitLines(15)
 	seen := map[string]int{}
 	for _, l := range h.lines() {
 		seen[l]++
@@ -564,16 +580,10 @@ func TestStartAtEnd(t *testing.T) {
 	// The first scan has taken the file's end when it is registered there
 	// (a condition, not a guess at how long a scan takes).
 	end := size(t, p)
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if _, off, ok := h.reg.Lookup(p); ok && off == end {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the file was not registered at its end")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	h.until("the file registered at its end", func() bool {
+		_, off, ok := h.reg.Lookup(p)
+		return ok && off == end
+	})
 	appendTo(t, p, text(seq("new", 0, 2)))
 	h.waitFor(seq("new", 0, 2))
 }
@@ -710,10 +720,7 @@ func TestRotatedFileIsNotMarkedDoneBeforeDelivery(t *testing.T) {
 	h.stop() // a.log.1's last lines were never delivered
 	release()
 	h.start()
-	deadline := time.Now().Add(15 * time.Second) // a deadline for failing, not a wait: 3x what failed once under coverage on 2 busy cores
-	for len(h.lines()) < 12 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	h.waitLines(12)
 	seen := map[string]bool{}
 	for _, l := range h.lines() {
 		seen[l] = true
