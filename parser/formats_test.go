@@ -175,17 +175,23 @@ func FuzzPerconaUser(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, user string) {
-		if user == "" || !utf8.ValidString(user) || strings.ContainsFunc(user, func(r rune) bool { return r < 0x20 || r == 0x7f || r == 0xfffd }) {
-			t.Skip() // control characters are not valid in XML 1.0
+		if user == "" || !utf8.ValidString(user) || strings.ContainsFunc(user, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			t.Skip() // control characters end a record in the CSV and XML formats
 		}
 		js, _ := json.Marshal(user)
-		var xb strings.Builder
-		xml.EscapeText(&xb, []byte(user))
-		for name, rec := range map[string]string{
+		recs := map[string]string{
 			"json": `{"audit_record":{"name":"Connect","record":"1_x","timestamp":"2024-09-03T01:53:33Z","connection_id":"7","status":1045,"user":` + string(js) + `,"priv_user":"","os_login":"","proxy_user":"","host":"","ip":"10.0.0.9","db":""}}` + "\n",
-			"xml":  "<AUDIT_RECORD>\n<NAME>Connect</NAME>\n<TIMESTAMP>2014-04-21T12:34:32 UTC</TIMESTAMP>\n<CONNECTION_ID>7</CONNECTION_ID>\n<STATUS>1045</STATUS>\n<USER>" + xb.String() + "</USER>\n<IP>10.0.0.9</IP>\n</AUDIT_RECORD>\n",
 			"csv":  `"Connect","1_x","2014-04-21T12:34:32 UTC","7",1045,"` + strings.ReplaceAll(user, `"`, `""`) + `","","","","","10.0.0.9",""` + "\n",
-		} {
+		}
+		// XML 1.0 has no way to write a character outside its Char
+		// production (U+FFFE, U+FFFF; encoding/xml writes U+FFFD for them),
+		// so the XML case runs only for names XML can carry.
+		if !strings.ContainsFunc(user, func(r rune) bool { return r == 0xfffe || r == 0xffff }) {
+			var xb strings.Builder
+			xml.EscapeText(&xb, []byte(user))
+			recs["xml"] = "<AUDIT_RECORD>\n<NAME>Connect</NAME>\n<TIMESTAMP>2014-04-21T12:34:32 UTC</TIMESTAMP>\n<CONNECTION_ID>7</CONNECTION_ID>\n<STATUS>1045</STATUS>\n<USER>" + xb.String() + "</USER>\n<IP>10.0.0.9</IP>\n</AUDIT_RECORD>\n"
+		}
+		for name, rec := range recs {
 			ev := oneEvent(t, FormatPerconaAudit, rec)
 			if ev.User.S != user || ev.IP.S != "10.0.0.9" || ev.Thread != "7" || ev.Type != auditlogin.TypeFailed {
 				t.Fatalf("%s: %q parsed as user %q", name, user, ev.User.S)
