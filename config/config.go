@@ -65,6 +65,7 @@ type NewSource struct {
 type Metrics struct {
 	Listen      string   `koanf:"listen"`
 	MaxLagBytes ByteSize `koanf:"max_lag_bytes"`
+	Pprof       bool     `koanf:"pprof"` // serve Go's /debug/pprof/ profiles on the same listener
 }
 
 // Input is one set of files of one format.

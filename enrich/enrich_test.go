@@ -211,3 +211,44 @@ func TestNthIsSortedIndex(t *testing.T) {
 		}
 	}
 }
+
+// A version 1 seen-sources file (keys in clear) is read: its sources are not
+// new, other sources are, and it is written back as version 2.
+func TestSeenFileVersion1IsRead(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "seen.json")
+	os.WriteFile(path, []byte(`{"version":1,"seen":[{"key":"db\u0000app\u000010.0.0.1","last":1764000000}]}`), 0o640)
+	e, err := New(Config{NewSource: true, SeenPath: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := func(ip string) *auditlogin.Event {
+		return &auditlogin.Event{Timestamp: time.Unix(1764000100, 0), Type: auditlogin.TypeSuccess, MyHost: "db",
+			User: auditlogin.Str("app"), PrivUser: auditlogin.Str("app"), IP: auditlogin.Str(ip)}
+	}
+	known, other := ev("10.0.0.1"), ev("10.0.0.2")
+	e.Enrich(known)
+	e.Enrich(other)
+	if known.HasTag(TagNewSource) || !other.HasTag(TagNewSource) {
+		t.Fatalf("known source tags %v, other source tags %v", known.Tags, other.Tags)
+	}
+	if err := e.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(path)
+	if !strings.Contains(string(data), `"version":2`) || strings.Contains(string(data), "10.0.0.1") {
+		t.Fatalf("written back as %s", data)
+	}
+	e2, err := New(Config{NewSource: true, SeenPath: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again := ev("10.0.0.2")
+	e2.Enrich(again)
+	if again.HasTag(TagNewSource) || e2.Seen() != 2 {
+		t.Fatalf("after version 2 round trip: tags %v, %d kept", again.Tags, e2.Seen())
+	}
+	os.WriteFile(path, []byte(`{"version":7}`), 0o640)
+	if _, err := New(Config{NewSource: true, SeenPath: path}); err == nil || !strings.Contains(err.Error(), "version 7") {
+		t.Fatalf("unknown version: %v", err)
+	}
+}

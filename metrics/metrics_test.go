@@ -3,6 +3,7 @@ package metrics
 import (
 	"encoding/json"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/auditlogin/auditlogin"
@@ -39,5 +40,17 @@ func TestReadyzLagBound(t *testing.T) {
 	code, body := get()
 	if code != 503 || body["max_bytes_behind"].(float64) != 4900 {
 		t.Fatalf("a file 4900 bytes behind with a 1000 bound: %d %v", code, body)
+	}
+}
+
+// Profiles are served only when asked for.
+func TestPprofOnlyWhenEnabled(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		s := New(Config{Pprof: on}, Sources{})
+		rec := httptest.NewRecorder()
+		s.srv.Handler.ServeHTTP(rec, httptest.NewRequest("GET", "/debug/pprof/heap?debug=1", nil))
+		if got := rec.Code == 200 && strings.Contains(rec.Body.String(), "heap profile"); got != on {
+			t.Fatalf("pprof %v: /debug/pprof/heap answered %d %.80q", on, rec.Code, rec.Body.String())
+		}
 	}
 }

@@ -299,7 +299,7 @@ func runAgent(ctx context.Context, cfg config.Config, o agentOptions) error {
 	var msrv *metrics.Server
 	var onBatch func(string, time.Duration, int)
 	if cfg.Metrics.Listen != "" && !o.dryRun {
-		msrv = metrics.New(metrics.Config{Listen: cfg.Metrics.Listen, MaxLagBytes: int64(cfg.Metrics.MaxLagBytes), Logger: log},
+		msrv = metrics.New(metrics.Config{Listen: cfg.Metrics.Listen, MaxLagBytes: int64(cfg.Metrics.MaxLagBytes), Pprof: cfg.Metrics.Pprof, Logger: log},
 			metrics.Sources{Version: Version(), Lag: func() []metrics.FileLag {
 				var out []metrics.FileLag
 				for _, l := range reg.Lag() {
