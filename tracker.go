@@ -25,6 +25,11 @@ type tracker struct {
 	max      int
 	maxBytes int64
 	waiting  int // Track calls blocked now (tests wait for it)
+
+	// The file of the last add: records come in runs from one file, and
+	// the map's key holds a 64-digit fingerprint to hash.
+	lastID FileID
+	last   *fileTrack
 }
 
 type fileTrack struct {
@@ -97,10 +102,13 @@ func (t *tracker) TryTrack(pos Position, size int) (ticket, bool) {
 }
 
 func (t *tracker) add(pos Position, size int) ticket {
-	f := t.files[pos.File]
-	if f == nil {
-		f = &fileTrack{}
-		t.files[pos.File] = f
+	f := t.last
+	if f == nil || pos.File != t.lastID {
+		if f = t.files[pos.File]; f == nil {
+			f = &fileTrack{}
+			t.files[pos.File] = f
+		}
+		t.lastID, t.last = pos.File, f
 	}
 	if !f.started || (len(f.spans) == 0 && pos.Offset != f.committed) {
 		// First record of this file (or the reader skipped ahead, e.g. a
@@ -161,6 +169,9 @@ func (t *tracker) Dirty() map[FileID]Committed {
 			// Nothing in flight and committed is recorded: forget the file;
 			// a later record starts it again from its own offset.
 			delete(t.files, id)
+			if t.last == f {
+				t.last = nil
+			}
 		}
 	}
 	return out

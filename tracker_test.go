@@ -126,3 +126,21 @@ func TestTrackerBlocksOnBytes(t *testing.T) {
 		t.Fatalf("not full at %d bytes of 100", tr.InFlightBytes())
 	}
 }
+
+// A file forgotten by Dirty (nothing in flight) and read again is tracked
+// again: the tracker's cache of the last file must not outlive the entry.
+func TestTrackerFileForgottenThenReadAgain(t *testing.T) {
+	tr := newTracker(100, 0)
+	id := FileID{Ino: 1, FP: "ab"}
+	tk, _ := tr.TryTrack(Position{File: id, Path: "p", Offset: 0, End: 10}, 10)
+	tr.Ack([]ticket{tk})
+	if d := tr.Dirty(); d[id].Offset != 10 {
+		t.Fatalf("committed %v, want 10", d)
+	}
+	tr.Dirty() // nothing in flight, recorded: forgotten
+	tk, _ = tr.TryTrack(Position{File: id, Path: "p", Offset: 10, End: 30}, 10)
+	tr.Ack([]ticket{tk})
+	if d := tr.Dirty(); d[id].Offset != 30 {
+		t.Fatalf("after the file was forgotten and read again: committed %v, want 30", d)
+	}
+}
