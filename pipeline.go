@@ -27,6 +27,11 @@ type PipelineConfig struct {
 	// Normalize (id, canonical ip), before the event is encoded.
 	Enrich func(*Event)
 
+	// Spools, when set, gives an output (by its Name) an on-disk buffer:
+	// when it falls behind the other outputs, or is down, what it cannot
+	// take goes there instead of holding reading back (see Spool).
+	Spools map[string]Spool
+
 	BatchSize     int           // events per batch (default 1024)
 	FlushInterval time.Duration // a partial batch waits at most this long (default 200ms)
 	MaxInFlight   int           // unacknowledged records before reading blocks (default 16*BatchSize, at least 2*BatchSize)
@@ -53,6 +58,8 @@ type Stats struct {
 	Retries             map[string]int64 // failed Write calls, per output
 	Retried             map[string]int64 // events sent again after a failure, per output
 	Down                map[string]bool  // outputs failing now
+	Spooling            map[string]bool  // outputs fed from their spool now (behind)
+	Spool               map[string]SpoolStats
 	ParseErrorsByFormat map[string]int64
 	Commits             int64     // checkpoint commits
 	LastCommit          time.Time // zero before the first
@@ -88,10 +95,13 @@ type Pipeline struct {
 }
 
 type outState struct {
-	out     Output
-	ch      chan *batch
-	workers int
-	down    atomic.Bool
+	out      Output
+	ch       chan *batch
+	workers  int
+	spool    Spool       // nil: none
+	spooling atomic.Bool // new batches go to the spool (set and cleared by the parse goroutine)
+	spoolErr bool        // the last Append failed (parse goroutine)
+	down     atomic.Bool
 	shipped atomic.Int64
 	retries atomic.Int64
 	retried atomic.Int64
@@ -101,6 +111,7 @@ type batch struct {
 	events  []*Event
 	tickets []ticket
 	pending atomic.Int64 // (output, event) deliveries still to finish
+	onDone  func()       // a batch read back from a spool: its ack (no tickets)
 }
 
 // EventOverhead is what an event takes in memory besides its encoded JSON
@@ -155,7 +166,7 @@ func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
 		if c, ok := o.(Concurrent); ok && c.Workers() > 0 {
 			w = c.Workers()
 		}
-		p.outs = append(p.outs, &outState{out: o, ch: make(chan *batch, 1), workers: w})
+		p.outs = append(p.outs, &outState{out: o, ch: make(chan *batch, 1), workers: w, spool: cfg.Spools[o.Name()]})
 	}
 	return p, nil
 }
@@ -167,6 +178,7 @@ func (p *Pipeline) Stats() Stats {
 		ParseErrors: p.parseErrors.Load(), DeadLettered: p.deadLettered.Load(),
 		Commits: p.commits.Load(), Shipped: map[string]int64{}, Retries: map[string]int64{},
 		Retried: map[string]int64{}, Down: map[string]bool{}, ParseErrorsByFormat: map[string]int64{},
+		Spooling: map[string]bool{}, Spool: map[string]SpoolStats{},
 	}
 	if ns := p.lastCommit.Load(); ns != 0 {
 		s.LastCommit = time.Unix(0, ns)
@@ -176,6 +188,10 @@ func (p *Pipeline) Stats() Stats {
 		s.Retries[o.out.Name()] = o.retries.Load()
 		s.Retried[o.out.Name()] = o.retried.Load()
 		s.Down[o.out.Name()] = o.down.Load()
+		if o.spool != nil {
+			s.Spooling[o.out.Name()] = o.spooling.Load()
+			s.Spool[o.out.Name()] = o.spool.Stats()
+		}
 	}
 	p.errMu.Lock()
 	for f, n := range p.errsByFormat {
@@ -410,10 +426,76 @@ func (p *Pipeline) dispatch() {
 	for _, ev := range b.events {
 		ev.batch = b
 	}
+	// Outputs that take the batch at once, or that are being fed from
+	// their spool, are served first; then those that would make reading
+	// wait. Such an output is spooled when it is down or when another
+	// output took this batch at once (it is behind the others); when every
+	// output is busy, reading waits for them as it does without spools.
+	var blocked []*outState
+	tookAtOnce := false
 	for _, o := range p.outs {
+		if o.spooling.Load() {
+			if o.spool.Unread() > 0 {
+				p.toSpool(o, b)
+				continue
+			}
+			o.spooling.Store(false)
+			p.log.Info("output caught up: its spool is read, new events go to it directly", "output", o.out.Name())
+		}
+		select {
+		case o.ch <- b:
+			tookAtOnce = true
+		default:
+			blocked = append(blocked, o)
+		}
+	}
+	for _, o := range blocked {
+		if o.spool != nil && (tookAtOnce || o.down.Load()) {
+			o.spooling.Store(true)
+			p.log.Warn("output behind: what it cannot take now goes to its spool on disk, the other outputs and reading go on",
+				"output", o.out.Name(), "down", o.down.Load())
+			p.toSpool(o, b)
+			continue
+		}
 		select {
 		case o.ch <- b:
 		case <-p.hardCtx.Done():
+			return
+		}
+	}
+}
+
+// toSpool appends b to o's spool; the output's share of b is then done.
+// While the spool cannot be written (a full disk), the batch goes to the
+// output through memory as without a spool, and the spool is tried again
+// every RetryInitial: whichever works first.
+func (p *Pipeline) toSpool(o *outState, b *batch) {
+	for {
+		err := o.spool.Append(p.hardCtx, b.events)
+		if err == nil {
+			if o.spoolErr {
+				o.spoolErr = false
+				p.log.Info("spool written again", "output", o.out.Name())
+			}
+			p.done(b, len(b.events))
+			return
+		}
+		if p.hardCtx.Err() != nil {
+			return
+		}
+		if !o.spoolErr {
+			o.spoolErr = true
+			p.log.Error("spool cannot be written; the output holds reading back until it takes the events or the spool works again",
+				"output", o.out.Name(), "err", err)
+		}
+		t := time.NewTimer(p.cfg.RetryInitial)
+		select {
+		case o.ch <- b:
+			t.Stop()
+			return
+		case <-t.C:
+		case <-p.hardCtx.Done():
+			t.Stop()
 			return
 		}
 	}
@@ -424,6 +506,10 @@ func (p *Pipeline) dispatch() {
 // batch's records are acknowledged.
 func (p *Pipeline) done(b *batch, n int) {
 	if b.pending.Add(-int64(n)) == 0 {
+		if b.onDone != nil {
+			b.onDone()
+			return
+		}
 		p.tr.Ack(b.tickets)
 	}
 }
@@ -508,8 +594,30 @@ func (p *Pipeline) runOutput(ctx context.Context, o *outState) {
 				"output", name, "refused", len(r.retry), "of", r.n, "err", r.err)
 		}
 	}
+	var appended <-chan struct{}
+	if o.spool != nil {
+		appended = o.spool.Appended()
+	}
+	// fromSpool moves up to n spooled events into the queue.
+	fromSpool := func(n int) bool {
+		evs, ack, err := o.spool.Next(n)
+		if err != nil {
+			p.log.Error("reading the spool", "output", name, "err", err)
+		}
+		if len(evs) == 0 {
+			return err != nil // records given up: look again
+		}
+		b := &batch{events: evs, onDone: ack}
+		b.pending.Store(int64(len(evs)))
+		for _, ev := range evs {
+			ev.batch = b
+		}
+		queue = append(queue, evs...)
+		return true
+	}
+	spoolUnread := func() bool { return o.spool != nil && o.spool.Unread() > 0 }
 	for {
-		if inFlight == 0 && (ctx.Err() != nil || (closed && len(queue) == 0)) {
+		if inFlight == 0 && (ctx.Err() != nil || (closed && len(queue) == 0 && !spoolUnread())) {
 			if wait != nil {
 				wait.Stop()
 			}
@@ -527,6 +635,26 @@ func (p *Pipeline) runOutput(ctx context.Context, o *outState) {
 			send = work
 		}
 		var in chan *batch
+		if room := p.cfg.BatchSize - len(queue); room > 0 && ctx.Err() == nil && spoolUnread() {
+			// Memory first (it holds what came before spooling began),
+			// then the spool. Refused items count here: an output that
+			// refuses does not pull the spool into memory.
+			if !closed {
+				select {
+				case b, ok := <-o.ch:
+					if !ok {
+						closed = true
+					} else {
+						queue = append(queue, b.events...)
+					}
+					continue
+				default:
+				}
+			}
+			if fromSpool(room) {
+				continue
+			}
+		}
 		if !closed && len(queue)-retryN < p.cfg.BatchSize {
 			in = o.ch
 			// Take what is already queued before forming a unit, so that
@@ -600,8 +728,20 @@ func (p *Pipeline) runOutput(ctx context.Context, o *outState) {
 					noteRefused(r)
 				} else if !o.down.Load() {
 					o.down.Store(true)
-					p.log.Warn("output failing; retrying with backoff, reading is held back until it recovers",
-						"output", name, "err", r.err)
+					if o.spool != nil {
+						p.log.Warn("output failing; retrying with backoff, its events go to its spool meanwhile",
+							"output", name, "err", r.err)
+					} else {
+						p.log.Warn("output failing; retrying with backoff, reading is held back until it recovers",
+							"output", name, "err", r.err)
+					}
+				}
+				if !refused && o.spool != nil {
+					// An outage: what waits here in memory goes to the
+					// spool (read back once the output recovers), so that
+					// neither reading nor a deleted rotated file depends on
+					// it. Events read from the spool stay: they are on disk.
+					queue, retryN = p.spoolQueue(ctx, o, queue, retryN)
 				}
 				// Full jitter over [delay/2, delay], capped exponential growth.
 				delay = min(delay, limit)
@@ -610,11 +750,42 @@ func (p *Pipeline) runOutput(ctx context.Context, o *outState) {
 				waitC = wait.C
 				delay = min(delay*2, limit)
 			}
+		case <-appended:
+			// Something was spooled: the loop's next turn reads it.
 		case <-waitC:
 			waitC = nil
 		case <-ctx.Done():
 		}
 	}
+}
+
+// spoolQueue appends the queue's events that came through memory to o's
+// spool, and returns the queue without them.
+func (p *Pipeline) spoolQueue(ctx context.Context, o *outState, queue []*Event, retryN int) ([]*Event, int) {
+	var mem, keep []*Event
+	keptRetries := 0
+	for i, ev := range queue {
+		if ev.batch.onDone == nil {
+			mem = append(mem, ev)
+			continue
+		}
+		keep = append(keep, ev)
+		if i < retryN {
+			keptRetries++
+		}
+	}
+	if len(mem) == 0 {
+		return queue, retryN
+	}
+	if err := o.spool.Append(ctx, mem); err != nil {
+		return queue, retryN // kept in memory; the next failed probe tries again
+	}
+	if !o.spooling.Swap(true) {
+		p.log.Warn("output behind: what it cannot take now goes to its spool on disk, the other outputs and reading go on",
+			"output", o.out.Name(), "down", true)
+	}
+	p.doneAll(mem)
+	return keep, keptRetries
 }
 
 // refusalQuiet is how long an output must accept every item before the
@@ -704,6 +875,13 @@ func (p *Pipeline) commit() error {
 		if s, ok := o.out.(Syncer); ok {
 			if err := s.Sync(); err != nil {
 				return fail(fmt.Errorf("syncing output %s: %w", o.out.Name(), err))
+			}
+		}
+	}
+	for _, o := range p.outs {
+		if o.spool != nil {
+			if err := o.spool.Sync(); err != nil {
+				return fail(fmt.Errorf("syncing the spool of output %s: %w", o.out.Name(), err))
 			}
 		}
 	}

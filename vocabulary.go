@@ -144,6 +144,39 @@ type Syncer interface {
 	Sync() error
 }
 
+// Spool is one output's bounded on-disk buffer (package spool). When an
+// output falls behind the others, or is down, the pipeline appends what it
+// cannot take to its spool instead of holding reading back: the output's
+// share of those records counts as done (the spool holds them), so offsets
+// move and the other outputs go on. The output then reads the spool back
+// in order. Append is called from the pipeline's parse goroutine, Next and
+// the acks from the output's feeder and writers, Sync from the committer
+// (before every checkpoint commit: what a commit covers is durable), Stats
+// from anywhere.
+type Spool interface {
+	// Append writes the events' encoded form in order. It blocks while the
+	// spool is full (max bytes), until space is freed or ctx ends.
+	Append(ctx context.Context, evs []*Event) error
+	// Next returns up to max events not yet read, oldest first, and a
+	// function to call once every one of them is delivered; none if all
+	// are read. Events come back decoded (DecodeEvent).
+	Next(max int) ([]*Event, func(), error)
+	// Unread is how many appended events Next has not returned yet.
+	Unread() int64
+	// Appended is signalled (capacity one) after each Append.
+	Appended() <-chan struct{}
+	Sync() error
+	Stats() SpoolStats
+	Close() error
+}
+
+// SpoolStats describe an output's spool.
+type SpoolStats struct {
+	Events int64     // appended and not yet acknowledged
+	Bytes  int64     // on disk
+	Oldest time.Time // when the oldest unacknowledged event was appended (zero: none)
+}
+
 // Retrier is implemented by outputs with their own retry backoff (from
 // their config); others use the pipeline's.
 type Retrier interface {

@@ -1,0 +1,162 @@
+package auditlogin_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/auditlogin/auditlogin"
+	"github.com/auditlogin/auditlogin/outputs/outputtest"
+	"github.com/auditlogin/auditlogin/spool"
+)
+
+func openSpool(t *testing.T, dir string) *spool.Spool {
+	t.Helper()
+	s, err := spool.Open(spool.Config{Dir: dir, SegmentBytes: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// sortedThreads is the set of threads delivered, sorted, with duplicates.
+func sortedThreads(evs []*auditlogin.Event) []string {
+	th := threads(evs)
+	sort.Slice(th, func(i, j int) bool { return len(th[i]) < len(th[j]) || len(th[i]) == len(th[j]) && th[i] < th[j] })
+	return th
+}
+
+func wantAll(t *testing.T, name string, evs []*auditlogin.Event, n int) {
+	t.Helper()
+	seen := map[string]int{}
+	for _, th := range threads(evs) {
+		seen[th]++
+	}
+	for i := 0; i < n; i++ {
+		if seen[fmt.Sprint(i)] == 0 {
+			t.Fatalf("%s: event %d missing (%d delivered)", name, i, len(evs))
+		}
+	}
+}
+
+// One output down: with a spool, the other output receives everything and
+// offsets move (reading is not held back); when it comes back, it receives
+// everything from its spool, and the spool is empty again.
+func TestPipelineDownOutputSpoolsAndTheOtherGoesOn(t *testing.T) {
+	a, b := outputtest.NewFake("a"), outputtest.NewFake("b")
+	b.FailNext(1<<30, nil)
+	dir := t.TempDir()
+	sp := openSpool(t, dir)
+	cp := &memCheckpoint{}
+	p := newPipeline(t, []auditlogin.Output{a, b}, cp, nil, func(c *auditlogin.PipelineConfig) {
+		c.Spools = map[string]auditlogin.Spool{"b": sp}
+	})
+	ch := make(chan []auditlogin.Line)
+	done := make(chan error)
+	go func() { done <- p.Run(context.Background(), ch) }()
+	const n = 3000 // far more than max_in_flight (256 here)
+	feed(ch, 0, n, nil)
+	waitFor(t, "output a to receive every event while b is down", func() bool { return len(a.Delivered()) >= n })
+	waitFor(t, "offsets to be committed to the end while b is down", func() bool { return cp.get(fileA) == n*10 })
+	if got := len(b.Delivered()); got != 0 {
+		t.Fatalf("b delivered %d while down", got)
+	}
+	st := p.Stats()
+	if !st.Spooling["b"] || st.Spool["b"].Events != n || st.Spool["b"].Oldest.IsZero() || st.Spooling["a"] {
+		t.Fatalf("stats while b is down: spooling %v, spool %+v", st.Spooling, st.Spool)
+	}
+	b.FailNext(0, nil) // b is back
+	close(ch)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	wantAll(t, "b", b.Delivered(), n)
+	if got := len(b.Delivered()); got != n {
+		t.Fatalf("b delivered %d, want %d (once each)", got, n)
+	}
+	if st := sp.Stats(); st.Events != 0 || st.Bytes != 0 {
+		t.Fatalf("spool after catching up: %+v", st)
+	}
+	if m, _ := filepath.Glob(filepath.Join(dir, "*.seg")); len(m) != 0 {
+		t.Fatalf("segments left: %v", m)
+	}
+}
+
+// A slow output (working, behind the other) is fed from its spool: the
+// fast one does not wait for it.
+func TestPipelineSlowOutputIsFedFromItsSpool(t *testing.T) {
+	fast, slow := outputtest.NewFake("fast"), outputtest.NewFake("slow")
+	gate := make(chan struct{})
+	slow.HoldWhere(func([]*auditlogin.Event) <-chan struct{} { return gate })
+	sp := openSpool(t, t.TempDir())
+	cp := &memCheckpoint{}
+	p := newPipeline(t, []auditlogin.Output{fast, slow}, cp, nil, func(c *auditlogin.PipelineConfig) {
+		c.Spools = map[string]auditlogin.Spool{"slow": sp}
+	})
+	ch := make(chan []auditlogin.Line)
+	done := make(chan error)
+	go func() { done <- p.Run(context.Background(), ch) }()
+	const n = 2000
+	feed(ch, 0, n, nil)
+	waitFor(t, "the fast output to receive every event while the slow one holds its first write", func() bool {
+		return len(fast.Delivered()) >= n
+	})
+	if sp.Stats().Events == 0 {
+		t.Fatal("nothing spooled for the slow output")
+	}
+	close(gate)
+	close(ch)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	wantAll(t, "slow", slow.Delivered(), n)
+	if got := cp.get(fileA); got != n*10 {
+		t.Fatalf("committed %d, want %d", got, n*10)
+	}
+}
+
+// What is spooled when the agent stops is delivered by the next run.
+func TestPipelineSpoolOutlivesARestart(t *testing.T) {
+	dir := t.TempDir()
+	b := outputtest.NewFake("b")
+	b.FailNext(1<<30, nil)
+	sp := openSpool(t, dir)
+	cp := &memCheckpoint{}
+	p := newPipeline(t, []auditlogin.Output{b}, cp, nil, func(c *auditlogin.PipelineConfig) {
+		c.Spools = map[string]auditlogin.Spool{"b": sp}
+		c.ShutdownTimeout = 50 * time.Millisecond
+	})
+	ch := make(chan []auditlogin.Line)
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx, ch) }()
+	const n = 1000
+	feed(ch, 0, n, nil)
+	waitFor(t, "every offset committed with the only output down", func() bool { return cp.get(fileA) == n*10 })
+	stop()
+	<-done
+	sp.Close()
+
+	b2 := outputtest.NewFake("b")
+	sp2 := openSpool(t, dir)
+	if sp2.Unread() != n {
+		t.Fatalf("%d events in the spool after the restart, want %d", sp2.Unread(), n)
+	}
+	p2 := newPipeline(t, []auditlogin.Output{b2}, cp, nil, func(c *auditlogin.PipelineConfig) {
+		c.Spools = map[string]auditlogin.Spool{"b": sp2}
+	})
+	ch2 := make(chan []auditlogin.Line)
+	close(ch2) // nothing new to read
+	if err := p2.Run(context.Background(), ch2); err != nil {
+		t.Fatal(err)
+	}
+	wantAll(t, "b after the restart", b2.Delivered(), n)
+	for _, ev := range b2.Delivered() {
+		if ev.Path != "/a.log" || len(ev.Encoded) == 0 || ev.ID == "" {
+			t.Fatalf("spooled event read back as %+v", ev)
+		}
+	}
+}
