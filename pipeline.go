@@ -102,9 +102,9 @@ type outState struct {
 	spooling atomic.Bool // new batches go to the spool (set and cleared by the parse goroutine)
 	spoolErr bool        // the last Append failed (parse goroutine)
 	down     atomic.Bool
-	shipped atomic.Int64
-	retries atomic.Int64
-	retried atomic.Int64
+	shipped  atomic.Int64
+	retries  atomic.Int64
+	retried  atomic.Int64
 }
 
 type batch struct {
