@@ -38,6 +38,17 @@ type Config struct {
 	Log        Log               `koanf:"log"`
 	Metrics    Metrics           `koanf:"metrics"`
 	Enrich     Enrich            `koanf:"enrich"`
+	Spool      Spool             `koanf:"spool"`
+}
+
+// Spool configures the outputs' on-disk buffers: an output that is down,
+// or behind another output, gets what it cannot take now written to
+// path/<output>/ (at most max_bytes each), so that reading and the other
+// outputs go on. When the spool is full, reading waits (nothing is dropped).
+type Spool struct {
+	Enabled  bool     `koanf:"enabled"`
+	Path     string   `koanf:"path"`
+	MaxBytes ByteSize `koanf:"max_bytes"`
 }
 
 // Enrich configures the tags added to events.
@@ -221,6 +232,7 @@ func Default() Config {
 		Metrics: Metrics{MaxLagBytes: 64 << 20},
 		Enrich: Enrich{Enabled: true, BruteForce: BruteForce{Threshold: 5, Window: 5 * time.Minute},
 			NewSource: NewSource{Enabled: true, MaxEntries: 100000}},
+		Spool: Spool{Enabled: true, MaxBytes: 1 << 30},
 	}
 }
 
@@ -318,6 +330,9 @@ func (c *Config) fillDerived() {
 	}
 	if c.DeadLetter.Path == "" && c.Registry.Path != "" {
 		c.DeadLetter.Path = filepath.Join(filepath.Dir(c.Registry.Path), "dead-letter.ndjson")
+	}
+	if c.Spool.Path == "" && c.Registry.Path != "" {
+		c.Spool.Path = filepath.Join(filepath.Dir(c.Registry.Path), "spool")
 	}
 	if c.Enrich.NewSource.Path == "" && c.Registry.Path != "" {
 		c.Enrich.NewSource.Path = filepath.Join(filepath.Dir(c.Registry.Path), "seen-sources.json")
@@ -774,6 +789,14 @@ func (c *Config) Validate(knownFormat func(string) bool, formats []string) error
 	}
 	if c.Metrics.MaxLagBytes < 0 {
 		add("metrics.max_lag_bytes", "must not be negative")
+	}
+	if c.Spool.Enabled {
+		if c.Spool.MaxBytes < 1<<20 {
+			add("spool.max_bytes", "%d is too small (expected at least 1MiB, such as 1GiB; or spool.enabled: false)", c.Spool.MaxBytes)
+		}
+		if c.Spool.Path == "" {
+			add("spool.path", "a directory is required (default: spool beside the registry)")
+		}
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

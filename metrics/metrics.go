@@ -195,8 +195,26 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 			problems = append(problems, fmt.Sprintf("%s is %d bytes behind (more than %d)", l.Path, l.BytesBehind, s.cfg.MaxLagBytes))
 		}
 	}
+	// An output behind the others is fed from its spool: said, with how
+	// far, but not a failure by itself (reading and the other outputs go on).
+	spooled := map[string]any{}
+	for name, sp := range st.Spool {
+		if st.Spooling[name] || sp.Events > 0 {
+			if outputs[name] == "up" {
+				outputs[name] = "behind"
+			}
+			e := map[string]any{"events": sp.Events, "bytes": sp.Bytes}
+			if !sp.Oldest.IsZero() {
+				e["oldest_age_seconds"] = time.Since(sp.Oldest).Seconds()
+			}
+			spooled[name] = e
+		}
+	}
 	sort.Strings(problems)
 	body := map[string]any{"outputs": outputs, "max_bytes_behind": behind}
+	if len(spooled) > 0 {
+		body["spooled"] = spooled
+	}
 	if len(problems) > 0 {
 		body["status"], body["problems"] = "not ready", problems
 		writeJSON(w, http.StatusServiceUnavailable, body)
@@ -227,11 +245,15 @@ var (
 	descOutUp     = prometheus.NewDesc("auditlogin_output_up", "1 when the output's last delivery succeeded.", []string{"output"}, nil)
 	descBehind    = prometheus.NewDesc("auditlogin_file_bytes_behind", "File size minus committed offset.", []string{"file"}, nil)
 	descCommitAge = prometheus.NewDesc("auditlogin_registry_commit_age_seconds", "Seconds since the registry was last known up to date.", nil, nil)
+	descSpoolEv   = prometheus.NewDesc("auditlogin_output_spool_events", "Events in the output's spool, not yet delivered: how far it is behind.", []string{"output"}, nil)
+	descSpoolB    = prometheus.NewDesc("auditlogin_output_spool_bytes", "Bytes of the output's spool on disk.", []string{"output"}, nil)
+	descSpoolAge  = prometheus.NewDesc("auditlogin_output_spool_oldest_age_seconds", "Age of the oldest event in the output's spool (0: empty).", []string{"output"}, nil)
+	descSpooling  = prometheus.NewDesc("auditlogin_output_spooling", "1 while the output is behind and fed from its spool.", []string{"output"}, nil)
 	descBuild     = prometheus.NewDesc("auditlogin_build_info", "The agent's version.", []string{"version", "goversion"}, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descLines, descEvents, descShipped, descParseErr, descDead, descOutErr, descRetries, descOutUp, descBehind, descCommitAge, descBuild} {
+	for _, d := range []*prometheus.Desc{descLines, descEvents, descShipped, descParseErr, descDead, descOutErr, descRetries, descOutUp, descBehind, descCommitAge, descSpoolEv, descSpoolB, descSpoolAge, descSpooling, descBuild} {
 		ch <- d
 	}
 }
@@ -253,6 +275,23 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			up = 0
 		}
 		ch <- prometheus.MustNewConstMetric(descOutUp, prometheus.GaugeValue, up, o)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	for o, sp := range st.Spool {
+		gauge(descSpoolEv, float64(sp.Events), o)
+		gauge(descSpoolB, float64(sp.Bytes), o)
+		age := 0.0
+		if !sp.Oldest.IsZero() {
+			age = time.Since(sp.Oldest).Seconds()
+		}
+		gauge(descSpoolAge, age, o)
+		on := 0.0
+		if st.Spooling[o] {
+			on = 1
+		}
+		gauge(descSpooling, on, o)
 	}
 	for f, n := range st.ParseErrorsByFormat {
 		counter(descParseErr, n, f)

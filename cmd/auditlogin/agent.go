@@ -23,6 +23,7 @@ import (
 	"github.com/auditlogin/auditlogin/outputs/kafka"
 	"github.com/auditlogin/auditlogin/outputs/stdout"
 	"github.com/auditlogin/auditlogin/parser"
+	"github.com/auditlogin/auditlogin/spool"
 	"github.com/auditlogin/auditlogin/tailer"
 )
 
@@ -309,8 +310,25 @@ func runAgent(ctx context.Context, cfg config.Config, o agentOptions) error {
 			}})
 		onBatch = msrv.ObserveBatch
 	}
+	var spools map[string]auditlogin.Spool
+	if cfg.Spool.Enabled && !o.dryRun {
+		spools = map[string]auditlogin.Spool{}
+		for _, out := range outs {
+			sp, err := spool.Open(spool.Config{Dir: filepath.Join(cfg.Spool.Path, out.Name()),
+				MaxBytes: int64(cfg.Spool.MaxBytes), Logger: log.With("output", out.Name())})
+			if err != nil {
+				closeAll()
+				return fmt.Errorf("spool.path: %w", err)
+			}
+			defer sp.Close()
+			if st := sp.Stats(); st.Events > 0 {
+				log.Info("spooled events from an earlier run are delivered first", "output", out.Name(), "events", st.Events, "bytes", st.Bytes)
+			}
+			spools[out.Name()] = sp
+		}
+	}
 	pipe, err := auditlogin.NewPipeline(auditlogin.PipelineConfig{
-		Outputs: outs, Checkpoint: checkpoint, DeadLetter: dl, Logger: log, Enrich: enrichEvent, OnBatch: onBatch,
+		Outputs: outs, Checkpoint: checkpoint, DeadLetter: dl, Logger: log, Enrich: enrichEvent, OnBatch: onBatch, Spools: spools,
 		BatchSize: cfg.Pipeline.BatchSize, FlushInterval: flushInterval(cfg),
 		MaxInFlight: cfg.Pipeline.MaxInFlight, MaxInFlightBytes: int64(cfg.Pipeline.MaxInFlightBytes),
 		CommitInterval:  cfg.Registry.FlushInterval,
