@@ -60,6 +60,7 @@ type Stats struct {
 	Down                map[string]bool  // outputs failing now
 	Spooling            map[string]bool  // outputs fed from their spool now (behind)
 	Spool               map[string]SpoolStats
+	SpoolFailing        map[string]bool // the spool cannot be written now (a full disk): the output holds reading back
 	ParseErrorsByFormat map[string]int64
 	Commits             int64     // checkpoint commits
 	LastCommit          time.Time // zero before the first
@@ -100,7 +101,7 @@ type outState struct {
 	workers  int
 	spool    Spool       // nil: none
 	spooling atomic.Bool // new batches go to the spool (set and cleared by the parse goroutine)
-	spoolErr bool        // the last Append failed (parse goroutine)
+	spoolErr atomic.Bool // the last Append failed
 	down     atomic.Bool
 	shipped  atomic.Int64
 	retries  atomic.Int64
@@ -178,7 +179,7 @@ func (p *Pipeline) Stats() Stats {
 		ParseErrors: p.parseErrors.Load(), DeadLettered: p.deadLettered.Load(),
 		Commits: p.commits.Load(), Shipped: map[string]int64{}, Retries: map[string]int64{},
 		Retried: map[string]int64{}, Down: map[string]bool{}, ParseErrorsByFormat: map[string]int64{},
-		Spooling: map[string]bool{}, Spool: map[string]SpoolStats{},
+		Spooling: map[string]bool{}, Spool: map[string]SpoolStats{}, SpoolFailing: map[string]bool{},
 	}
 	if ns := p.lastCommit.Load(); ns != 0 {
 		s.LastCommit = time.Unix(0, ns)
@@ -191,6 +192,7 @@ func (p *Pipeline) Stats() Stats {
 		if o.spool != nil {
 			s.Spooling[o.out.Name()] = o.spooling.Load()
 			s.Spool[o.out.Name()] = o.spool.Stats()
+			s.SpoolFailing[o.out.Name()] = o.spoolErr.Load()
 		}
 	}
 	p.errMu.Lock()
@@ -473,8 +475,7 @@ func (p *Pipeline) toSpool(o *outState, b *batch) {
 	for {
 		err := o.spool.Append(p.hardCtx, b.events)
 		if err == nil {
-			if o.spoolErr {
-				o.spoolErr = false
+			if o.spoolErr.Swap(false) {
 				p.log.Info("spool written again", "output", o.out.Name())
 			}
 			p.done(b, len(b.events))
@@ -483,8 +484,7 @@ func (p *Pipeline) toSpool(o *outState, b *batch) {
 		if p.hardCtx.Err() != nil {
 			return
 		}
-		if !o.spoolErr {
-			o.spoolErr = true
+		if !o.spoolErr.Swap(true) {
 			p.log.Error("spool cannot be written; the output holds reading back until it takes the events or the spool works again",
 				"output", o.out.Name(), "err", err)
 		}

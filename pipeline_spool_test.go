@@ -3,12 +3,15 @@ package auditlogin_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/auditlogin/auditlogin"
+	"github.com/auditlogin/auditlogin/internal/tmpfs"
 	"github.com/auditlogin/auditlogin/outputs/outputtest"
 	"github.com/auditlogin/auditlogin/spool"
 )
@@ -158,5 +161,123 @@ func TestPipelineSpoolOutlivesARestart(t *testing.T) {
 		if ev.Path != "/a.log" || len(ev.Encoded) == 0 || ev.ID == "" {
 			t.Fatalf("spooled event read back as %+v", ev)
 		}
+	}
+}
+
+// feedAsync feeds lines from..from+n in a goroutine and counts the chunks
+// taken; done is closed when all are.
+func feedAsync(ch chan<- []auditlogin.Line, from, n int) (taken *atomic.Int64, done chan struct{}) {
+	taken, done = &atomic.Int64{}, make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := from; i < from+n; i += 7 {
+			ch <- oneBatch(i)
+			taken.Add(7)
+		}
+	}()
+	return taken, done
+}
+
+// A full spool holds reading back (nothing is dropped) until the output
+// takes events again; then everything is delivered.
+func TestPipelineFullSpoolBlocksReadingAndResumes(t *testing.T) {
+	b := outputtest.NewFake("b")
+	b.FailNext(1<<30, nil)
+	sp, err := spool.Open(spool.Config{Dir: t.TempDir(), MaxBytes: 256 << 10, SegmentBytes: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := &memCheckpoint{}
+	p := newPipeline(t, []auditlogin.Output{b}, cp, nil, func(c *auditlogin.PipelineConfig) {
+		c.Spools = map[string]auditlogin.Spool{"b": sp}
+	})
+	ch := make(chan []auditlogin.Line)
+	done := make(chan error)
+	go func() { done <- p.Run(context.Background(), ch) }()
+	const n = 7 * 1000 // about 2 MB encoded: eight times the spool
+	taken, fed := feedAsync(ch, 0, n)
+	waitFor(t, "reading to stop", func() bool {
+		before := taken.Load()
+		time.Sleep(100 * time.Millisecond)
+		return taken.Load() == before
+	})
+	if got, bytes := taken.Load(), sp.Stats().Bytes; got >= n || bytes > 256<<10 || bytes < 192<<10 {
+		t.Fatalf("reading stopped at %d lines of %d with %d bytes spooled: want it stopped by a full spool (bound 256 KiB)", got, n, bytes)
+	}
+	b.FailNext(0, nil)
+	<-fed
+	close(ch)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	wantAll(t, "b", b.Delivered(), n)
+	if got := cp.get(fileA); got != n*10 {
+		t.Fatalf("committed %d, want %d", got, n*10)
+	}
+}
+
+// The disk under the spool full: a clear state (SpoolFailing; reading waits
+// for the output as it would without a spool), and spooling again once
+// there is space, without a restart.
+func TestPipelineSpoolOnAFullDisk(t *testing.T) {
+	if os.Geteuid() != 0 && os.Getenv("AUDITLOGIN_E2E") != "require" {
+		t.Skip("needs root (a tmpfs)")
+	}
+	disk := tmpfs.Mount(t, 1<<20)
+	b := outputtest.NewFake("b")
+	b.FailNext(1<<30, nil)
+	sp, err := spool.Open(spool.Config{Dir: filepath.Join(disk, "spool"), SegmentBytes: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	free := tmpfs.Fill(t, disk, 100<<10)
+	cp := &memCheckpoint{}
+	p := newPipeline(t, []auditlogin.Output{b}, cp, nil, func(c *auditlogin.PipelineConfig) {
+		c.Spools = map[string]auditlogin.Spool{"b": sp}
+	})
+	ch := make(chan []auditlogin.Line)
+	done := make(chan error)
+	go func() { done <- p.Run(context.Background(), ch) }()
+	const n = 7 * 1000
+	taken, fed := feedAsync(ch, 0, n)
+	waitFor(t, "the spool to report that it cannot be written", func() bool { return p.Stats().SpoolFailing["b"] })
+	before := taken.Load()
+	time.Sleep(100 * time.Millisecond)
+	if after := taken.Load(); after != before || after >= n {
+		t.Fatalf("reading went on with the spool's disk full and the output down: %d then %d lines", before, after)
+	}
+	free()
+	waitFor(t, "the spool to be written again once there is space", func() bool { return !p.Stats().SpoolFailing["b"] })
+	waitFor(t, "reading to go on through the spool, the output still down", func() bool { return taken.Load() > before })
+	b.FailNext(0, nil)
+	<-fed
+	close(ch)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	wantAll(t, "b", b.Delivered(), n)
+	if got := cp.get(fileA); got != n*10 {
+		t.Fatalf("committed %d, want %d", got, n*10)
+	}
+}
+
+// An output that keeps up never writes its spool.
+func TestPipelineNoSpoolWrittenWhenNothingLags(t *testing.T) {
+	a := outputtest.NewFake("a")
+	dir := t.TempDir()
+	sp := openSpool(t, dir)
+	p := newPipeline(t, []auditlogin.Output{a}, &memCheckpoint{}, nil, func(c *auditlogin.PipelineConfig) {
+		c.Spools = map[string]auditlogin.Spool{"a": sp}
+	})
+	ch := make(chan []auditlogin.Line)
+	done := make(chan error)
+	go func() { done <- p.Run(context.Background(), ch) }()
+	feed(ch, 0, 5000, nil)
+	close(ch)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := filepath.Glob(filepath.Join(dir, "*.seg")); len(m) != 0 || p.Stats().Spooling["a"] {
+		t.Fatalf("a single output that keeps up wrote its spool: %v", m)
 	}
 }

@@ -209,6 +209,9 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 			}
 			spooled[name] = e
 		}
+		if st.SpoolFailing[name] {
+			problems = append(problems, "the spool of output "+name+" cannot be written (disk full?): reading waits for the output")
+		}
 	}
 	sort.Strings(problems)
 	body := map[string]any{"outputs": outputs, "max_bytes_behind": behind}
@@ -248,12 +251,13 @@ var (
 	descSpoolEv   = prometheus.NewDesc("auditlogin_output_spool_events", "Events in the output's spool, not yet delivered: how far it is behind.", []string{"output"}, nil)
 	descSpoolB    = prometheus.NewDesc("auditlogin_output_spool_bytes", "Bytes of the output's spool on disk.", []string{"output"}, nil)
 	descSpoolAge  = prometheus.NewDesc("auditlogin_output_spool_oldest_age_seconds", "Age of the oldest event in the output's spool (0: empty).", []string{"output"}, nil)
+	descSpoolFail = prometheus.NewDesc("auditlogin_output_spool_failing", "1 while the output's spool cannot be written (a full disk): reading waits for the output.", []string{"output"}, nil)
 	descSpooling  = prometheus.NewDesc("auditlogin_output_spooling", "1 while the output is behind and fed from its spool.", []string{"output"}, nil)
 	descBuild     = prometheus.NewDesc("auditlogin_build_info", "The agent's version.", []string{"version", "goversion"}, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descLines, descEvents, descShipped, descParseErr, descDead, descOutErr, descRetries, descOutUp, descBehind, descCommitAge, descSpoolEv, descSpoolB, descSpoolAge, descSpooling, descBuild} {
+	for _, d := range []*prometheus.Desc{descLines, descEvents, descShipped, descParseErr, descDead, descOutErr, descRetries, descOutUp, descBehind, descCommitAge, descSpoolEv, descSpoolB, descSpoolAge, descSpooling, descSpoolFail, descBuild} {
 		ch <- d
 	}
 }
@@ -292,6 +296,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			on = 1
 		}
 		gauge(descSpooling, on, o)
+		failing := 0.0
+		if st.SpoolFailing[o] {
+			failing = 1
+		}
+		gauge(descSpoolFail, failing, o)
 	}
 	for f, n := range st.ParseErrorsByFormat {
 		counter(descParseErr, n, f)
