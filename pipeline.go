@@ -100,7 +100,7 @@ type outState struct {
 	ch       chan *batch
 	workers  int
 	spool    Spool       // nil: none
-	spooling atomic.Bool // new batches go to the spool (set and cleared by the parse goroutine)
+	spooling atomic.Bool // new batches go to the spool (set by the parse goroutine or the feeder in an outage, cleared by the parse goroutine)
 	spoolErr atomic.Bool // the last Append failed
 	down     atomic.Bool
 	shipped  atomic.Int64
@@ -240,7 +240,7 @@ func (p *Pipeline) Run(ctx context.Context, lines <-chan []Line) error {
 		outWG.Add(1)
 		go func() {
 			defer outWG.Done()
-			p.runOutput(hardCtx, o)
+			p.runOutput(hardCtx, ctx, o)
 		}()
 	}
 
@@ -437,7 +437,7 @@ func (p *Pipeline) dispatch() {
 	tookAtOnce := false
 	for _, o := range p.outs {
 		if o.spooling.Load() {
-			if o.spool.Unread() > 0 {
+			if o.spool.Unread() > 0 || o.down.Load() {
 				p.toSpool(o, b)
 				continue
 			}
@@ -546,7 +546,7 @@ type writeResult struct {
 // share it refuses. The loop ends when the queue is closed and everything
 // taken is delivered, or when ctx ends (what is unacknowledged then is read
 // again on restart).
-func (p *Pipeline) runOutput(ctx context.Context, o *outState) {
+func (p *Pipeline) runOutput(ctx, stopCtx context.Context, o *outState) {
 	work := make(chan []*Event)
 	results := make(chan writeResult, o.workers)
 	var wg sync.WaitGroup
@@ -615,8 +615,24 @@ func (p *Pipeline) runOutput(ctx context.Context, o *outState) {
 		queue = append(queue, evs...)
 		return true
 	}
-	spoolUnread := func() bool { return o.spool != nil && o.spool.Unread() > 0 }
+	// What is spooled is on disk: a stop (a signal) does not wait for it,
+	// the next start reads it. The end of a one-shot run does.
+	spoolUnread := func() bool { return o.spool != nil && o.spool.Unread() > 0 && stopCtx.Err() == nil }
 	for {
+		if stopCtx.Err() != nil && o.spool != nil && len(queue) > 0 {
+			// Stopping: events read from the spool stay there (not yet
+			// acknowledged), so the stop need not wait for them.
+			kept, keptRetries := queue[:0:0], 0
+			for i, ev := range queue {
+				if ev.batch.onDone == nil {
+					kept = append(kept, ev)
+					if i < retryN {
+						keptRetries++
+					}
+				}
+			}
+			queue, retryN = kept, keptRetries
+		}
 		if inFlight == 0 && (ctx.Err() != nil || (closed && len(queue) == 0 && !spoolUnread())) {
 			if wait != nil {
 				wait.Stop()

@@ -241,10 +241,14 @@ func TestPipelineSpoolOnAFullDisk(t *testing.T) {
 	const n = 7 * 1000
 	taken, fed := feedAsync(ch, 0, n)
 	waitFor(t, "the spool to report that it cannot be written", func() bool { return p.Stats().SpoolFailing["b"] })
+	waitFor(t, "reading to stop", func() bool {
+		before := taken.Load()
+		time.Sleep(100 * time.Millisecond)
+		return taken.Load() == before
+	})
 	before := taken.Load()
-	time.Sleep(100 * time.Millisecond)
-	if after := taken.Load(); after != before || after >= n {
-		t.Fatalf("reading went on with the spool's disk full and the output down: %d then %d lines", before, after)
+	if before >= n || !p.Stats().SpoolFailing["b"] {
+		t.Fatalf("with the spool's disk full and the output down: %d lines of %d read, spool failing %v", before, n, p.Stats().SpoolFailing["b"])
 	}
 	free()
 	waitFor(t, "the spool to be written again once there is space", func() bool { return !p.Stats().SpoolFailing["b"] })
@@ -279,5 +283,36 @@ func TestPipelineNoSpoolWrittenWhenNothingLags(t *testing.T) {
 	}
 	if m, _ := filepath.Glob(filepath.Join(dir, "*.seg")); len(m) != 0 || p.Stats().Spooling["a"] {
 		t.Fatalf("a single output that keeps up wrote its spool: %v", m)
+	}
+}
+
+// A stop (a signal) with the output down does not wait the shutdown timeout
+// for what is in the spool: it is on disk, and the next start sends it.
+func TestPipelineStopDoesNotWaitForTheSpool(t *testing.T) {
+	b := outputtest.NewFake("b")
+	b.FailNext(1<<30, nil)
+	sp := openSpool(t, t.TempDir())
+	cp := &memCheckpoint{}
+	p := newPipeline(t, []auditlogin.Output{b}, cp, nil, func(c *auditlogin.PipelineConfig) {
+		c.Spools = map[string]auditlogin.Spool{"b": sp}
+		c.ShutdownTimeout = time.Hour
+	})
+	ch := make(chan []auditlogin.Line)
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx, ch) }()
+	feed(ch, 0, 1000, nil)
+	waitFor(t, "every offset committed, the output down", func() bool { return cp.get(fileA) == 10000 })
+	stop()
+	waitFor(t, "Run to return after the stop, well before the shutdown timeout", func() bool {
+		select {
+		case <-done:
+			return true
+		default:
+			return false
+		}
+	})
+	if sp.Unread()+sp.Stats().Events == 0 {
+		t.Fatal("the spool is empty after a stop with the output down")
 	}
 }
