@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -437,12 +438,14 @@ func (p *Pipeline) dispatch() {
 	tookAtOnce := false
 	for _, o := range p.outs {
 		if o.spooling.Load() {
-			if o.spool.Unread() > 0 || o.down.Load() {
+			// Caught up once everything spooled is delivered (not merely
+			// read: that flapped between the two states) and it is up.
+			if o.spool.Pending() > 0 || o.down.Load() {
 				p.toSpool(o, b)
 				continue
 			}
 			o.spooling.Store(false)
-			p.log.Info("output caught up: its spool is read, new events go to it directly", "output", o.out.Name())
+			p.log.Info("output caught up: everything spooled is delivered, new events go to it directly", "output", o.out.Name())
 		}
 		select {
 		case o.ch <- b:
@@ -451,19 +454,38 @@ func (p *Pipeline) dispatch() {
 			blocked = append(blocked, o)
 		}
 	}
-	for _, o := range blocked {
-		if o.spool != nil && (tookAtOnce || o.down.Load()) {
-			o.spooling.Store(true)
-			p.log.Warn("output behind: what it cannot take now goes to its spool on disk, the other outputs and reading go on",
-				"output", o.out.Name(), "down", o.down.Load())
-			p.toSpool(o, b)
-			continue
+	spoolIt := func(o *outState) {
+		o.spooling.Store(true)
+		p.log.Warn("output behind: what it cannot take now goes to its spool on disk, the other outputs and reading go on",
+			"output", o.out.Name(), "down", o.down.Load())
+		p.toSpool(o, b)
+	}
+	for len(blocked) > 0 {
+		// Spool those that are down, or behind an output that took the
+		// batch; wait for the others, all at once: the first that takes
+		// it shows the rest to be behind.
+		waiting := blocked[:0:0]
+		for _, o := range blocked {
+			if o.spool != nil && (tookAtOnce || o.down.Load()) {
+				spoolIt(o)
+			} else {
+				waiting = append(waiting, o)
+			}
 		}
-		select {
-		case o.ch <- b:
-		case <-p.hardCtx.Done():
+		if len(waiting) == 0 {
 			return
 		}
+		cases := make([]reflect.SelectCase, 0, len(waiting)+1)
+		for _, o := range waiting {
+			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectSend, Chan: reflect.ValueOf(o.ch), Send: reflect.ValueOf(b)})
+		}
+		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(p.hardCtx.Done())})
+		i, _, _ := reflect.Select(cases)
+		if i == len(waiting) {
+			return // stopping
+		}
+		tookAtOnce = true
+		blocked = append(waiting[:i:i], waiting[i+1:]...)
 	}
 }
 

@@ -163,6 +163,8 @@ type Spool interface {
 	Next(max int) ([]*Event, func(), error)
 	// Unread is how many appended events Next has not returned yet.
 	Unread() int64
+	// Pending is how many appended events are not yet acknowledged.
+	Pending() int64
 	// Appended is signalled (capacity one) after each Append.
 	Appended() <-chan struct{}
 	Sync() error

@@ -484,6 +484,13 @@ func (s *Spool) Unread() int64 {
 	return s.unread
 }
 
+// Pending is how many appended events are not yet acknowledged.
+func (s *Spool) Pending() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pending
+}
+
 // Appended is signalled after each Append.
 func (s *Spool) Appended() <-chan struct{} { return s.appended }
 

@@ -232,6 +232,8 @@ type bulkItemResponse struct {
 // most BulkMaxEvents and BulkMaxBytes.
 func (o *Output) Write(ctx context.Context, batch []*auditlogin.Event) error {
 	var failed []auditlogin.ItemError
+	var reqErr error // the last request-level error
+	answered := false // some request was answered item by item
 	start := 0
 	for start < len(batch) {
 		end, size := start, 0
@@ -245,15 +247,21 @@ func (o *Output) Write(ctx context.Context, batch []*auditlogin.Event) error {
 		}
 		f, err := o.bulk(ctx, batch[start:end], start)
 		if err != nil {
-			if len(failed) == 0 && start == 0 && end == len(batch) {
-				return err // the whole batch: the pipeline retries it
-			}
+			reqErr = err
 			for i := start; i < end; i++ {
 				failed = append(failed, auditlogin.ItemError{Index: i, Err: err})
 			}
+		} else {
+			answered = true
 		}
 		failed = append(failed, f...)
 		start = end
+	}
+	if !answered && reqErr != nil {
+		// No request was answered (the cluster is unreachable, or refuses
+		// requests as a whole): the batch failed, an outage for the
+		// pipeline, not items refused under pressure.
+		return reqErr
 	}
 	if len(failed) > 0 {
 		return &auditlogin.PartialError{Failed: failed}

@@ -166,6 +166,13 @@ func TestWholeRequestFailureIsTransient(t *testing.T) {
 	if err := o.Write(context.Background(), outputtest.Events(5, "gone")); err == nil || errors.Is(err, auditlogin.ErrPermanent) {
 		t.Fatalf("connection refused must be transient: %v", err)
 	}
+	// A batch that takes several bulk requests, none answered: an outage
+	// (one error for the batch), not items refused one by one.
+	small := newOutput(t, Config{Hosts: []string{s.URL}, BulkMaxEvents: 2})
+	var pe *auditlogin.PartialError
+	if err := small.Write(context.Background(), outputtest.Events(5, "gone")); err == nil || errors.As(err, &pe) {
+		t.Fatalf("three bulk requests refused a connection: want the batch's error, got %v", err)
+	}
 }
 
 func TestBulkLimitsAndIndexNames(t *testing.T) {
