@@ -232,7 +232,7 @@ type bulkItemResponse struct {
 // most BulkMaxEvents and BulkMaxBytes.
 func (o *Output) Write(ctx context.Context, batch []*auditlogin.Event) error {
 	var failed []auditlogin.ItemError
-	var reqErr error // the last request-level error
+	var reqErr error  // the last request-level error
 	answered := false // some request was answered item by item
 	start := 0
 	for start < len(batch) {
