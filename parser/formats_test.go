@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
+	"math/rand/v2"
 	"regexp"
 	"strings"
 	"testing"
@@ -247,5 +248,25 @@ func TestGeneralLogIdleResolvesHeldConnects(t *testing.T) {
 	p.Idle(emit)
 	if len(evs) != 1 || evs[0].User.S != "quiet" || evs[0].Type != auditlogin.TypeSuccess {
 		t.Fatalf("after Idle: %+v", evs)
+	}
+}
+
+// lastIndexBefore agrees with strings.LastIndex on strings made of the
+// markers' own bytes (where near misses are most frequent).
+func TestLastIndexBeforeIsLastIndex(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	alphabet := `",:ipho`
+	for n := 0; n < 20000; n++ {
+		b := make([]byte, rng.IntN(40))
+		for i := range b {
+			b[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		s := string(b)
+		for _, m := range []string{mIP, mHost, mPrivUser, `"`} {
+			before := rng.IntN(len(s) + 1)
+			if got, want := lastIndexBefore(s, before, m), strings.LastIndex(s[:before], m); got != want {
+				t.Fatalf("lastIndexBefore(%q, %d, %q) = %d, want %d", s, before, m, got, want)
+			}
+		}
 	}
 }
