@@ -64,7 +64,7 @@ func tables(r *Report) []table {
 		period = ts(*r.From) + " to " + ts(*r.Until)
 	}
 	out = append(out, table{title: "Totals (" + period + ")", head: []string{"connections", "successful", "failed", "servers"},
-		rows: [][]string{{n(r.Totals.Connections), n(r.Totals.Successful), n(r.Totals.Failed), strconv.Itoa(len(r.Servers))}}})
+		rows: [][]string{{n(r.Totals.Connections), n(r.Totals.Successful), n(r.Totals.Failed), strconv.Itoa(r.Totals.Servers)}}})
 	t := table{title: "Per server", head: []string{"myhost", "connections", "successful", "failed"}}
 	for _, s := range r.Servers {
 		t.rows = append(t.rows, []string{s.MyHost, n(s.Connections), n(s.Successful), n(s.Failed)})
@@ -75,36 +75,42 @@ func tables(r *Report) []table {
 		t.rows = append(t.rows, []string{h.Hour.Format("2006-01-02 15:00"), n(h.Connections), n(h.Successful), n(h.Failed)})
 	}
 	out = append(out, t)
-	t = table{title: "Top sources", head: []string{"host", "ip", "connections", "failed"}}
+	t = table{title: "Top sources" + of(len(r.TopSources), r.Totals.Sources), head: []string{"host", "ip", "connections", "failed"}}
 	for _, s := range r.TopSources {
 		t.rows = append(t.rows, []string{orDash(s.Host), orDash(s.IP), n(s.Count), n(s.Failed)})
 	}
 	out = append(out, t)
-	t = table{title: "Root logins by source", head: []string{"host", "ip", "logins"}}
+	t = table{title: "Root logins by source" + of(len(r.RootLogins), r.Totals.RootSources), head: []string{"host", "ip", "logins"}}
 	for _, s := range r.RootLogins {
 		t.rows = append(t.rows, []string{orDash(s.Host), orDash(s.IP), n(s.Count)})
 	}
 	out = append(out, t)
-	t = table{title: "Connections without credentials (probes) by source", head: []string{"ip", "connections"}}
+	t = table{title: "Connections without credentials (probes) by source" + of(len(r.Probes), r.Totals.ProbeSources), head: []string{"ip", "connections"}}
 	for _, p := range r.Probes {
 		t.rows = append(t.rows, []string{orDash(p.IP), n(p.Count)})
 	}
 	out = append(out, t)
-	t = table{title: "Accounts", head: []string{"user", "logins", "failures", "distinct_sources", "first_seen", "last_seen"}}
+	t = table{title: "Accounts" + of(len(r.Accounts), r.Totals.Accounts), head: []string{"user", "logins", "failures", "distinct_sources", "first_seen", "last_seen"}}
 	for _, a := range r.Accounts {
 		t.rows = append(t.rows, []string{a.User, n(a.Logins), n(a.Failures), strconv.Itoa(a.DistinctSources), ts(a.FirstSeen), ts(a.LastSeen)})
 	}
 	out = append(out, t)
-	t = table{title: "Failed logins by account", head: []string{"user", "failures"}}
+	t = table{title: "Failed logins by account" + of(len(r.FailedByUser), r.Totals.FailedAccounts), head: []string{"user", "failures"}}
 	for _, u := range r.FailedByUser {
 		t.rows = append(t.rows, []string{u.User, n(u.Count)})
 	}
 	out = append(out, t)
-	t = table{title: "Failed logins by source", head: []string{"host", "ip", "failures"}}
+	t = table{title: "Failed logins by source" + of(len(r.FailedBySrc), r.Totals.FailedSources), head: []string{"host", "ip", "failures", "connections"}}
 	for _, s := range r.FailedBySrc {
-		t.rows = append(t.rows, []string{orDash(s.Host), orDash(s.IP), n(s.Count)})
+		t.rows = append(t.rows, []string{orDash(s.Host), orDash(s.IP), n(s.Failed), n(s.Count)})
 	}
 	out = append(out, t)
+	if !r.StaleChecked {
+		// Not the same as "none stale": say so in every format.
+		out = append(out, table{title: "Stale accounts: not checked (give --accounts FILE or --mysql-dsn)", head: []string{"user", "host", "last_login"},
+			rows: [][]string{{notChecked, "", ""}}})
+		return out
+	}
 	t = table{title: "Stale accounts (no successful login in the " + r.StaleAfter + " before the end)", head: []string{"user", "host", "last_login"}}
 	for _, s := range r.StaleAccounts {
 		last := "never"
@@ -114,7 +120,25 @@ func tables(r *Report) []table {
 		t.rows = append(t.rows, []string{s.User, s.Host, last})
 	}
 	out = append(out, t)
+	if len(r.StaleExcluded) > 0 {
+		t = table{title: "Left out of the stale check (no one logs in with them)", head: []string{"user", "host", "reason"}}
+		for _, e := range r.StaleExcluded {
+			t.rows = append(t.rows, []string{e.User, e.Host, e.Reason})
+		}
+		out = append(out, t)
+	}
 	return out
+}
+
+// notChecked fills the stale section when no account list was given.
+const notChecked = "(not checked)"
+
+// of says how many of how many a cut list shows.
+func of(shown, total int) string {
+	if total > shown {
+		return fmt.Sprintf(" (top %d of %d)", shown, total)
+	}
+	return ""
 }
 
 // clean makes a user-controlled string safe for one table cell: control
@@ -187,7 +211,7 @@ func markdownTable(w io.Writer, t table) error {
 // section begins with its header row (section "header:NAME").
 func renderCSV(w io.Writer, r *Report) error {
 	cw := csv.NewWriter(w)
-	names := []string{"totals", "servers", "hours", "top_sources", "root_logins", "probes", "accounts", "failed_by_account", "failed_by_source", "stale_accounts"}
+	names := []string{"totals", "servers", "hours", "top_sources", "root_logins", "probes", "accounts", "failed_by_account", "failed_by_source", "stale_accounts", "stale_excluded"}
 	ts := tables(r)
 	width := 0
 	for _, t := range ts {
@@ -203,11 +227,31 @@ func renderCSV(w io.Writer, r *Report) error {
 	for i, t := range ts {
 		cw.Write(pad(append([]string{"section"}, t.head...)))
 		for _, row := range t.rows {
-			cw.Write(pad(append([]string{names[i]}, row...)))
+			safe := make([]string, len(row))
+			for j, c := range row {
+				safe[j] = csvCell(c)
+			}
+			cw.Write(pad(append([]string{names[i]}, safe...)))
 		}
 	}
 	cw.Flush()
 	return cw.Error()
+}
+
+// csvCell neutralises a cell a spreadsheet would take for a formula (OWASP
+// CSV injection): a client chooses its user name, and
+// =HYPERLINK("http://evil.example","x") must stay text. Such a cell gets a
+// leading apostrophe; the JSON report keeps the raw value. A lone "-" (no
+// host) is no formula and stays.
+func csvCell(c string) string {
+	if c == "" || c == "-" {
+		return c
+	}
+	switch c[0] {
+	case '=', '+', '-', '@', '\t', '\r':
+		return "'" + c
+	}
+	return c
 }
 
 // bar is one bar of a chart.

@@ -7,6 +7,7 @@
 package report
 
 import (
+	"net/netip"
 	"sort"
 	"strings"
 	"time"
@@ -22,17 +23,30 @@ type Account struct {
 
 // Options shape a report.
 type Options struct {
-	Top        int           // rows of the "top" lists (20)
+	Top        int           // rows of every ranked list (20)
 	StaleAfter time.Duration // an account with no successful login this long before Until is stale (7 days)
 	Until      time.Time     // the report's end; zero: the latest event's time
-	Accounts   []Account     // accounts to check for staleness (from mysql.user or a file); none: no stale section
+	// CheckStale: Accounts is the list to check (from mysql.user or a
+	// file, maybe empty). Without it the stale section says "not checked",
+	// which is not the same as "none stale".
+	CheckStale bool
+	Accounts   []Account // accounts to check for staleness
+	Excluded   []Excluded
+}
+
+// Excluded is an account left out of the stale check, with why (locked,
+// a role, a system account: no one logs in with it).
+type Excluded struct {
+	User   string `json:"user"`
+	Host   string `json:"host"`
+	Reason string `json:"reason"`
 }
 
 // Report is the result; its JSON field names are a contract.
 type Report struct {
 	From          *time.Time     `json:"from"`
 	Until         *time.Time     `json:"until"`
-	Totals        Totals         `json:"totals"`
+	Totals        ReportTotals   `json:"totals"`
 	Servers       []ServerTotals `json:"servers"`
 	Hours         []HourTotals   `json:"hours"`
 	TopSources    []SourceCount  `json:"top_sources"`
@@ -41,7 +55,9 @@ type Report struct {
 	Accounts      []AccountStats `json:"accounts"`
 	FailedByUser  []UserCount    `json:"failed_by_account"`
 	FailedBySrc   []SourceCount  `json:"failed_by_source"`
-	StaleAccounts []StaleAccount `json:"stale_accounts"`
+	StaleChecked  bool           `json:"stale_checked"`  // false: no account list was given (stale_accounts is null)
+	StaleAccounts []StaleAccount `json:"stale_accounts"` // null when not checked, [] when none is stale
+	StaleExcluded []Excluded     `json:"stale_excluded"` // accounts left out of the check, with the reason
 	StaleAfter    string         `json:"stale_after"`
 	Events        int64          `json:"events"`
 	Logouts       int64          `json:"logouts"`
@@ -52,6 +68,19 @@ type Totals struct {
 	Connections int64 `json:"connections"`
 	Successful  int64 `json:"successful"`
 	Failed      int64 `json:"failed"`
+}
+
+// ReportTotals are the whole report's totals, with how many entries each
+// list had before Top cut it.
+type ReportTotals struct {
+	Totals
+	Servers        int `json:"servers"`
+	Sources        int `json:"sources"`         // distinct sources (ip, or host without ip)
+	Accounts       int `json:"accounts"`        // distinct user names
+	RootSources    int `json:"root_sources"`    // sources of successful root logins
+	ProbeSources   int `json:"probe_sources"`   // sources of connections without credentials
+	FailedSources  int `json:"failed_sources"`  // sources with failed logins
+	FailedAccounts int `json:"failed_accounts"` // user names with failed logins
 }
 
 // ServerTotals are one server's totals.
@@ -66,7 +95,8 @@ type HourTotals struct {
 	Totals
 }
 
-// SourceCount counts attempts from one source.
+// SourceCount counts attempts from one source: all of them (count) and the
+// failed ones. Host and ip are "" where the log has none (text shows "-").
 type SourceCount struct {
 	Host   string `json:"host"`
 	IP     string `json:"ip"`
@@ -238,7 +268,7 @@ func (a *Aggregator) Add(ev *auditlogin.Event) {
 
 // Report computes the report from what was added.
 func (a *Aggregator) Report() *Report {
-	r := &Report{Totals: a.totals, Events: a.events, Logouts: a.logouts,
+	r := &Report{Totals: ReportTotals{Totals: a.totals}, Events: a.events, Logouts: a.logouts,
 		Servers: []ServerTotals{}, Hours: []HourTotals{}, TopSources: []SourceCount{}, RootLogins: []RootLogin{},
 		Probes: []Probe{}, Accounts: []AccountStats{}, FailedByUser: []UserCount{}, FailedBySrc: []SourceCount{},
 		StaleAccounts: []StaleAccount{}, StaleAfter: FormatDuration(a.opt.StaleAfter)}
@@ -257,40 +287,21 @@ func (a *Aggregator) Report() *Report {
 	for name, t := range a.servers {
 		r.Servers = append(r.Servers, ServerTotals{MyHost: name, Totals: *t})
 	}
-	sort.Slice(r.Servers, func(i, j int) bool { return r.Servers[i].MyHost < r.Servers[j].MyHost })
 	for h, t := range a.hours {
 		r.Hours = append(r.Hours, HourTotals{Hour: time.Unix(h, 0).UTC(), Totals: *t})
 	}
-	sort.Slice(r.Hours, func(i, j int) bool { return r.Hours[i].Hour.Before(r.Hours[j].Hour) })
 	for _, s := range a.sources {
 		r.TopSources = append(r.TopSources, *s)
 		if s.Failed > 0 {
-			r.FailedBySrc = append(r.FailedBySrc, SourceCount{Host: s.Host, IP: s.IP, Count: s.Failed, Failed: s.Failed})
+			r.FailedBySrc = append(r.FailedBySrc, *s)
 		}
 	}
-	sortSources(r.TopSources)
-	sortSources(r.FailedBySrc)
-	r.TopSources = top(r.TopSources, a.opt.Top)
-	r.FailedBySrc = top(r.FailedBySrc, a.opt.Top)
 	for k, n := range a.roots {
 		r.RootLogins = append(r.RootLogins, RootLogin{Host: k[0], IP: k[1], Count: n})
 	}
-	sort.Slice(r.RootLogins, func(i, j int) bool {
-		x, y := r.RootLogins[i], r.RootLogins[j]
-		if x.Count != y.Count {
-			return x.Count > y.Count
-		}
-		return x.Host+"\x00"+x.IP < y.Host+"\x00"+y.IP
-	})
 	for ip, n := range a.probes {
 		r.Probes = append(r.Probes, Probe{IP: ip, Count: n})
 	}
-	sort.Slice(r.Probes, func(i, j int) bool {
-		if r.Probes[i].Count != r.Probes[j].Count {
-			return r.Probes[i].Count > r.Probes[j].Count
-		}
-		return r.Probes[i].IP < r.Probes[j].IP
-	})
 	for _, acc := range a.accounts {
 		st := acc.stats
 		st.DistinctSources = len(acc.sources)
@@ -299,14 +310,63 @@ func (a *Aggregator) Report() *Report {
 			r.FailedByUser = append(r.FailedByUser, UserCount{User: st.User, Count: st.Failures})
 		}
 	}
-	SortAccounts(r.Accounts, r.FailedByUser)
-	r.FailedByUser = top(r.FailedByUser, a.opt.Top)
 	cutoff := until.Add(-a.opt.StaleAfter)
 	for _, ac := range a.opt.Accounts {
 		last := a.lastLogin(ac)
 		if last == nil || last.Before(cutoff) {
 			r.StaleAccounts = append(r.StaleAccounts, StaleAccount{User: ac.User, Host: ac.Host, LastLogin: last})
 		}
+	}
+	Finish(r, a.opt)
+	return r
+}
+
+// Finish puts a report's full lists in the order every format shows them,
+// counts them (totals), cuts the ranked lists at Top, and settles the stale
+// section. The file and the Elasticsearch paths both end here, so their
+// reports agree.
+func Finish(r *Report, opt Options) {
+	if opt.Top <= 0 {
+		opt.Top = 20
+	}
+	sort.Slice(r.Servers, func(i, j int) bool { return r.Servers[i].MyHost < r.Servers[j].MyHost })
+	sort.Slice(r.Hours, func(i, j int) bool { return r.Hours[i].Hour.Before(r.Hours[j].Hour) })
+	sortSources(r.TopSources, func(s SourceCount) int64 { return s.Count })
+	sortSources(r.FailedBySrc, func(s SourceCount) int64 { return s.Failed })
+	sort.Slice(r.RootLogins, func(i, j int) bool {
+		x, y := r.RootLogins[i], r.RootLogins[j]
+		if x.Count != y.Count {
+			return x.Count > y.Count
+		}
+		if c := CompareIP(x.IP, y.IP); c != 0 {
+			return c < 0
+		}
+		return x.Host < y.Host
+	})
+	sort.Slice(r.Probes, func(i, j int) bool {
+		if r.Probes[i].Count != r.Probes[j].Count {
+			return r.Probes[i].Count > r.Probes[j].Count
+		}
+		return CompareIP(r.Probes[i].IP, r.Probes[j].IP) < 0
+	})
+	SortAccounts(r.Accounts, r.FailedByUser)
+	r.Totals.Servers, r.Totals.Sources, r.Totals.Accounts = len(r.Servers), len(r.TopSources), len(r.Accounts)
+	r.Totals.RootSources, r.Totals.ProbeSources = len(r.RootLogins), len(r.Probes)
+	r.Totals.FailedSources, r.Totals.FailedAccounts = len(r.FailedBySrc), len(r.FailedByUser)
+	r.TopSources = top(r.TopSources, opt.Top)
+	r.FailedBySrc = top(r.FailedBySrc, opt.Top)
+	r.RootLogins = top(r.RootLogins, opt.Top)
+	r.Probes = top(r.Probes, opt.Top)
+	r.Accounts = top(r.Accounts, opt.Top)
+	r.FailedByUser = top(r.FailedByUser, opt.Top)
+	r.StaleChecked = opt.CheckStale
+	r.StaleExcluded = append([]Excluded{}, opt.Excluded...)
+	if !opt.CheckStale {
+		r.StaleAccounts = nil
+		return
+	}
+	if r.StaleAccounts == nil {
+		r.StaleAccounts = []StaleAccount{}
 	}
 	sort.Slice(r.StaleAccounts, func(i, j int) bool {
 		x, y := r.StaleAccounts[i], r.StaleAccounts[j]
@@ -315,7 +375,22 @@ func (a *Aggregator) Report() *Report {
 		}
 		return x.Host < y.Host
 	})
-	return r
+}
+
+// CompareIP orders addresses numerically (10.0.0.21 before 10.0.0.106,
+// IPv4 before IPv6); what is not an address sorts after, as text.
+func CompareIP(a, b string) int {
+	x, errx := netip.ParseAddr(a)
+	y, erry := netip.ParseAddr(b)
+	switch {
+	case errx == nil && erry == nil:
+		return x.Compare(y)
+	case errx == nil:
+		return -1
+	case erry == nil:
+		return 1
+	}
+	return strings.Compare(a, b)
 }
 
 // lastLogin is the account's latest successful login: by its user name, from
@@ -389,12 +464,17 @@ func SortAccounts(accounts []AccountStats, failed []UserCount) {
 	})
 }
 
-func sortSources(s []SourceCount) {
+// sortSources orders sources by a count, most first; ties by ip
+// (numerically), then host.
+func sortSources(s []SourceCount, by func(SourceCount) int64) {
 	sort.Slice(s, func(i, j int) bool {
-		if s[i].Count != s[j].Count {
-			return s[i].Count > s[j].Count
+		if a, b := by(s[i]), by(s[j]); a != b {
+			return a > b
 		}
-		return s[i].IP+"\x00"+s[i].Host < s[j].IP+"\x00"+s[j].Host
+		if c := CompareIP(s[i].IP, s[j].IP); c != 0 {
+			return c < 0
+		}
+		return s[i].Host < s[j].Host
 	})
 }
 

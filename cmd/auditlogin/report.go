@@ -84,16 +84,19 @@ func cmdReport(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 	}
 	if *accounts != "" {
+		opt.CheckStale = true
 		if opt.Accounts, err = readAccounts(*accounts); err != nil {
 			return fail("--accounts: %v", err)
 		}
 	}
 	if *dsn != "" {
-		accs, err := mysqlAccounts(*dsn)
+		opt.CheckStale = true
+		accs, excluded, err := mysqlAccounts(*dsn)
 		if err != nil {
 			return fail("--mysql-dsn: %v", err)
 		}
 		opt.Accounts = append(opt.Accounts, accs...)
+		opt.Excluded = append(opt.Excluded, excluded...)
 	}
 	var rep *report.Report
 	status := exitOK
@@ -121,25 +124,36 @@ func cmdReport(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		rep = agg.Report()
 	}
-	w := stdout
-	if *out != "" {
-		f, err := os.Create(*out)
-		if err != nil {
-			return fail("-o: %v", err)
+	if status != exitOK {
+		// An input could not be read: no report (it would look complete),
+		// and -o keeps what it held.
+		fmt.Fprintln(stderr, "auditlogin report: no report written: an input could not be read")
+		return status
+	}
+	if *out == "" {
+		bw := bufio.NewWriter(stdout)
+		if err := report.Render(bw, rep, *format); err != nil {
+			fmt.Fprintf(stderr, "auditlogin report: %v\n", err)
+			return exitFail
 		}
-		defer f.Close()
-		w = f
+		if err := bw.Flush(); err != nil {
+			fmt.Fprintf(stderr, "auditlogin report: %v\n", err)
+			return exitFail
+		}
+		return exitOK
 	}
-	bw := bufio.NewWriter(w)
-	if err := report.Render(bw, rep, *format); err != nil {
+	// -o: written whole to a temporary file beside it, renamed over it only
+	// once complete.
+	var buf bytes.Buffer
+	if err := report.Render(&buf, rep, *format); err != nil {
 		fmt.Fprintf(stderr, "auditlogin report: %v\n", err)
 		return exitFail
 	}
-	if err := bw.Flush(); err != nil {
-		fmt.Fprintf(stderr, "auditlogin report: %v\n", err)
+	if err := auditlogin.WriteFileAtomic(*out, buf.Bytes(), 0o644); err != nil {
+		fmt.Fprintf(stderr, "auditlogin report: -o: %v\n", err)
 		return exitFail
 	}
-	return status
+	return exitOK
 }
 
 func isTerminal(w io.Writer) bool {
@@ -287,39 +301,68 @@ func readAccounts(path string) ([]report.Account, error) {
 	return out, nil
 }
 
-// mysqlAccounts reads the accounts (not roles, not the anonymous user) from
-// a live server's mysql.user.
-func mysqlAccounts(dsn string) ([]report.Account, error) {
+// systemAccounts are created by the server for itself: no one logs in with
+// them (MariaDB's mariadb.sys, MySQL's mysql.sys, mysql.session,
+// mysql.infoschema; Debian's mysql@localhost, reached only through the
+// unix socket by the OS user mysql for maintenance).
+var systemAccounts = map[string]bool{"mariadb.sys": true, "mysql.sys": true, "mysql.session": true, "mysql.infoschema": true}
+
+// mysqlAccounts reads the accounts to check for staleness from mysql.user,
+// and the ones left out with why: roles, locked accounts (ACCOUNT LOCK)
+// and system accounts.
+func mysqlAccounts(dsn string) ([]report.Account, []report.Excluded, error) {
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cfg.Timeout = 10 * time.Second
 	connector, err := mysql.NewConnector(cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	db := sql.OpenDB(connector)
 	defer db.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	// MariaDB marks roles in mysql.user.is_role; MySQL has no such column.
-	rows, err := db.QueryContext(ctx, "SELECT User, Host FROM mysql.user WHERE User <> '' AND is_role <> 'Y'")
-	var merr *mysql.MySQLError
-	if errors.As(err, &merr) && merr.Number == 1054 { // unknown column
-		rows, err = db.QueryContext(ctx, "SELECT User, Host FROM mysql.user WHERE User <> ''")
+	// MariaDB 10.4+: roles in mysql.user.is_role, the lock in
+	// mysql.global_priv's JSON. MySQL: mysql.user.account_locked, no roles
+	// column. Older servers: neither.
+	queries := []string{
+		"SELECT u.User, u.Host, u.is_role = 'Y', IFNULL(JSON_VALUE(g.Priv, '$.account_locked'), 0) = 1 FROM mysql.user u LEFT JOIN mysql.global_priv g ON g.User = u.User AND g.Host = u.Host WHERE u.User <> ''",
+		"SELECT User, Host, 0, account_locked = 'Y' FROM mysql.user WHERE User <> ''",
+		"SELECT User, Host, 0, 0 FROM mysql.user WHERE User <> ''",
+	}
+	var rows *sql.Rows
+	for _, q := range queries {
+		rows, err = db.QueryContext(ctx, q)
+		var merr *mysql.MySQLError
+		if errors.As(err, &merr) && (merr.Number == 1054 || merr.Number == 1146 || merr.Number == 1305) {
+			continue // unknown column, table or function: an older or other server
+		}
+		break
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading mysql.user: %w", err)
+		return nil, nil, fmt.Errorf("reading mysql.user: %w", err)
 	}
 	defer rows.Close()
 	var out []report.Account
+	var excluded []report.Excluded
 	for rows.Next() {
 		var a report.Account
-		if err := rows.Scan(&a.User, &a.Host); err != nil {
-			return nil, err
+		var role, locked bool
+		if err := rows.Scan(&a.User, &a.Host, &role, &locked); err != nil {
+			return nil, nil, err
 		}
-		out = append(out, a)
+		switch {
+		case role:
+			excluded = append(excluded, report.Excluded{User: a.User, Host: a.Host, Reason: "role"})
+		case systemAccounts[a.User] || a.User == "mysql" && a.Host == "localhost":
+			excluded = append(excluded, report.Excluded{User: a.User, Host: a.Host, Reason: "system account"})
+		case locked:
+			excluded = append(excluded, report.Excluded{User: a.User, Host: a.Host, Reason: "locked (ACCOUNT LOCK)"})
+		default:
+			out = append(out, a)
+		}
 	}
-	return out, rows.Err()
+	return out, excluded, rows.Err()
 }

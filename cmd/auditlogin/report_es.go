@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"sort"
 	"strings"
 	"time"
 
@@ -51,19 +50,19 @@ func esReport(ctx context.Context, esURL, pattern, apiKeyEnv string, opt report.
 			"servers": terms("myhost", many, map[string]any{"failed": failed}),
 			"hours": map[string]any{"date_histogram": map[string]any{"field": "@timestamp", "fixed_interval": "1h", "min_doc_count": 1},
 				"aggs": map[string]any{"failed": failed}},
-			"sources": terms("ip", top, map[string]any{"hosts": terms("host", 1, nil), "failed": failed}),
+			// Every source (up to many), not the top: the failed-by-source
+			// list and the counts in totals come from it, as in the file path.
+			"sources": terms("ip", many, map[string]any{"hosts": terms("host", 1, nil), "failed": failed}),
 			"socket": map[string]any{"filter": map[string]any{"bool": map[string]any{"must_not": []any{map[string]any{"exists": map[string]any{"field": "ip"}}}}},
-				"aggs": map[string]any{"hosts": terms("host", top, map[string]any{"failed": failed})}},
+				"aggs": map[string]any{"hosts": terms("host", many, map[string]any{"failed": failed})}},
 			"root": map[string]any{"filter": map[string]any{"bool": map[string]any{
 				"must":   []any{map[string]any{"term": map[string]any{"type": "successful_login"}}},
 				"should": []any{map[string]any{"term": map[string]any{"user": "root"}}, map[string]any{"term": map[string]any{"priv_user": "root"}}}}},
 				"aggs": map[string]any{"hosts": terms("host", top, map[string]any{"ips": terms("ip", top, nil)})}},
 			"probes": map[string]any{"filter": map[string]any{"bool": map[string]any{"must_not": []any{map[string]any{"exists": map[string]any{"field": "user"}}}}},
-				"aggs": map[string]any{"ips": terms("ip", top, nil)}},
+				"aggs": map[string]any{"ips": terms("ip", many, nil)}},
 			"accounts": terms("user", many, map[string]any{"ok": success, "failed": failed,
 				"sources": map[string]any{"cardinality": map[string]any{"field": "ip"}}, "first": firstTS, "last": lastTS}),
-			"failed_src": map[string]any{"filter": map[string]any{"term": map[string]any{"type": "failed_login"}},
-				"aggs": map[string]any{"ips": terms("ip", top, map[string]any{"hosts": terms("host", 1, nil)})}},
 			"logins": map[string]any{"filter": map[string]any{"term": map[string]any{"type": "successful_login"}},
 				"aggs": map[string]any{"users": terms("user", many, map[string]any{
 					"hosts": terms("host", many, map[string]any{"last": lastTS}),
@@ -185,7 +184,7 @@ func fromAggs(total int64, a map[string]json.RawMessage, opt report.Options, top
 	r.StaleAfter = report.FormatDuration(opt.StaleAfter)
 	r.Events = total
 	f := docCount(a["failed"])
-	r.Totals = report.Totals{Connections: total, Failed: f, Successful: total - f}
+	r.Totals.Totals = report.Totals{Connections: total, Failed: f, Successful: total - f}
 	if first := msTime(a["first"]); !first.IsZero() {
 		r.From = &first
 	}
@@ -201,7 +200,6 @@ func fromAggs(total int64, a map[string]json.RawMessage, opt report.Options, top
 		fl := docCount(b.Sub["failed"])
 		r.Servers = append(r.Servers, report.ServerTotals{MyHost: b.key(), Totals: report.Totals{Connections: b.DocCount, Failed: fl, Successful: b.DocCount - fl}})
 	}
-	sort.Slice(r.Servers, func(i, j int) bool { return r.Servers[i].MyHost < r.Servers[j].MyHost })
 	for _, b := range buckets(a["hours"]) {
 		k, _ := b.Key.(float64)
 		fl := docCount(b.Sub["failed"])
@@ -219,14 +217,10 @@ func fromAggs(total int64, a map[string]json.RawMessage, opt report.Options, top
 	for _, b := range buckets(sub(a["socket"], "hosts")) {
 		r.TopSources = append(r.TopSources, report.SourceCount{Host: b.key(), Count: b.DocCount, Failed: docCount(b.Sub["failed"])})
 	}
-	sort.SliceStable(r.TopSources, func(i, j int) bool {
-		if r.TopSources[i].Count != r.TopSources[j].Count {
-			return r.TopSources[i].Count > r.TopSources[j].Count
+	for _, s := range r.TopSources {
+		if s.Failed > 0 {
+			r.FailedBySrc = append(r.FailedBySrc, s)
 		}
-		return r.TopSources[i].IP+"\x00"+r.TopSources[i].Host < r.TopSources[j].IP+"\x00"+r.TopSources[j].Host
-	})
-	if len(r.TopSources) > top {
-		r.TopSources = r.TopSources[:top]
 	}
 	for _, hb := range buckets(sub(a["root"], "hosts")) {
 		n := int64(0)
@@ -249,13 +243,6 @@ func fromAggs(total int64, a map[string]json.RawMessage, opt report.Options, top
 		if fl > 0 {
 			r.FailedByUser = append(r.FailedByUser, report.UserCount{User: b.key(), Count: fl})
 		}
-	}
-	report.SortAccounts(r.Accounts, r.FailedByUser)
-	if len(r.FailedByUser) > top {
-		r.FailedByUser = r.FailedByUser[:top]
-	}
-	for _, b := range buckets(sub(a["failed_src"], "ips")) {
-		r.FailedBySrc = append(r.FailedBySrc, report.SourceCount{Host: firstHost(b.Sub["hosts"]), IP: b.key(), Count: b.DocCount, Failed: b.DocCount})
 	}
 	// Stale accounts: the last successful login per user and host or ip.
 	last := map[string]map[string]time.Time{}
@@ -285,12 +272,6 @@ func fromAggs(total int64, a map[string]json.RawMessage, opt report.Options, top
 			r.StaleAccounts = append(r.StaleAccounts, sa)
 		}
 	}
-	sort.Slice(r.StaleAccounts, func(i, j int) bool {
-		x, y := r.StaleAccounts[i], r.StaleAccounts[j]
-		if x.User != y.User {
-			return x.User < y.User
-		}
-		return x.Host < y.Host
-	})
+	report.Finish(r, opt)
 	return r, nil
 }

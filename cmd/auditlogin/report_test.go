@@ -53,9 +53,18 @@ func TestReportContractFromRawAndFromNDJSON(t *testing.T) {
 	if totals["connections"].(float64) != 11 || totals["failed"].(float64) != 3 {
 		t.Fatalf("totals %v", totals)
 	}
-	for _, k := range []string{"accounts", "root_logins", "probes", "stale_accounts"} {
+	for _, k := range []string{"accounts", "root_logins", "probes", "stale_excluded"} {
 		if _, ok := raw[k].([]any); !ok {
 			t.Errorf("%s is not a list", k)
+		}
+	}
+	// No account list: not checked, which is not "none stale".
+	if raw["stale_checked"] != false || raw["stale_accounts"] != nil {
+		t.Errorf("without an account list: stale_checked %v, stale_accounts %v; want false and null", raw["stale_checked"], raw["stale_accounts"])
+	}
+	for k, want := range map[string]float64{"servers": 1, "accounts": 3, "sources": 8, "probe_sources": 1} {
+		if totals[k] != want {
+			t.Errorf("totals.%s = %v, want %v", k, totals[k], want)
 		}
 	}
 	acc := raw["accounts"].([]any)[0].(map[string]any)
@@ -172,6 +181,21 @@ func TestReportStaleAccountsFromMariaDB(t *testing.T) {
 	if v, ok := stale["auditlogin_t_old@%"]; !ok || v == nil {
 		t.Errorf("an account last seen 40 days ago must be stale with its last login: %v", stale)
 	}
+	// System accounts are left out, with why; they are never stale logins.
+	excluded := map[string]string{}
+	for _, e := range m["stale_excluded"].([]any) {
+		e := e.(map[string]any)
+		excluded[e["user"].(string)+"@"+e["host"].(string)] = e["reason"].(string)
+	}
+	for _, s := range m["stale_accounts"].([]any) {
+		s := s.(map[string]any)
+		if s["user"] == "mariadb.sys" || (s["user"] == "mysql" && s["host"] == "localhost") {
+			t.Errorf("system account %s@%s reported stale", s["user"], s["host"])
+		}
+	}
+	if excluded["mariadb.sys@localhost"] == "" {
+		t.Errorf("mariadb.sys@localhost is not listed apart: %v", excluded)
+	}
 	// root@localhost exists on every server and never logged in in this log.
 	rootStale := false
 	for _, s := range m["stale_accounts"].([]any) {
@@ -211,5 +235,92 @@ log: {level: error}
 		if string(a) != string(b) {
 			t.Errorf("%s differs:\n file %s\n   es %s", k, a, b)
 		}
+	}
+}
+
+// A user name chosen to be a spreadsheet formula stays text in the CSV (the
+// JSON keeps it raw); "not checked" and "none stale" differ in every
+// format; --top caps every ranked list; ips sort as numbers.
+func TestReportSafeAndHonest(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "audit_login.log")
+	var b strings.Builder
+	rec := func(typ, user, ip string) {
+		priv := user
+		if typ == "failed_login" {
+			priv = ""
+		}
+		fmt.Fprintf(&b, `{"ts":"2026-11-25 10:00:00","type":"%s","myhost":"db","thread":"1","user":"%s","priv_user":"%s","host":"h","ip":"%s"}`+"\n", typ, user, priv, ip)
+	}
+	rec("failed_login", `=HYPERLINK("http://evil.example","x")`, "10.0.0.9")
+	for i := 0; i < 30; i++ { // 30 probes from 30 sources, one each: ties sort by ip
+		fmt.Fprintf(&b, `{"ts":"2026-11-25 10:00:01","type":"failed_login","myhost":"db","thread":"2","user":"(null)","priv_user":"(null)","host":"(null)","ip":"10.0.0.%d"}`+"\n", 100+i)
+	}
+	rec("successful_login", "app", "10.0.0.21")
+	os.WriteFile(log, []byte(b.String()), 0o644)
+
+	code, csvOut, errs := runCmd(t, "", "report", "--format", "csv", "--timezone", "UTC", log)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if !strings.Contains(csvOut, `'=HYPERLINK(""http://evil.example"",""x"")`) || strings.Contains(csvOut, `,"=HYPERLINK`) {
+		t.Fatalf("the formula user name is not neutralised in the CSV:\n%s", csvOut)
+	}
+	if !strings.Contains(csvOut, "stale_accounts,(not checked)") {
+		t.Fatalf("CSV does not say the stale check was not done:\n%s", csvOut)
+	}
+	m := reportJSON(t, "--timezone", "UTC", "--top", "5", log)
+	found := false
+	for _, u := range m["failed_by_account"].([]any) {
+		found = found || u.(map[string]any)["user"] == `=HYPERLINK("http://evil.example","x")`
+	}
+	if !found {
+		t.Fatalf("JSON must keep the raw user name: %v", m["failed_by_account"])
+	}
+	probes := m["probes"].([]any)
+	if len(probes) != 5 || m["totals"].(map[string]any)["probe_sources"] != 30.0 {
+		t.Fatalf("--top 5: %d probes listed, totals %v", len(probes), m["totals"])
+	}
+	if probes[0].(map[string]any)["ip"] != "10.0.0.100" || probes[1].(map[string]any)["ip"] != "10.0.0.101" {
+		t.Fatalf("ips not in numeric order: %v", probes)
+	}
+	for _, s := range m["failed_by_source"].([]any) {
+		s := s.(map[string]any)
+		if s["ip"] == "10.0.0.9" && (s["failed"] != 1.0 || s["count"] != 1.0) {
+			t.Fatalf("failed_by_source %v", s)
+		}
+	}
+	_, text, _ := runCmd(t, "", "report", "--timezone", "UTC", log)
+	if !strings.Contains(text, "Stale accounts: not checked") || !strings.Contains(text, "(top 20 of 30)") {
+		t.Fatalf("text report:\n%s", text)
+	}
+	// An empty account list is checked: none stale, said as such.
+	empty := filepath.Join(dir, "accounts")
+	os.WriteFile(empty, nil, 0o644)
+	m = reportJSON(t, "--timezone", "UTC", "--accounts", empty, log)
+	if m["stale_checked"] != true || m["stale_accounts"] == nil || len(m["stale_accounts"].([]any)) != 0 {
+		t.Fatalf("an empty account list: stale_checked %v, stale_accounts %v", m["stale_checked"], m["stale_accounts"])
+	}
+}
+
+// A report that cannot read an input writes nothing (an empty report would
+// look complete), leaves -o as it was, and exits non-zero.
+func TestReportFailureWritesNothing(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "report.html")
+	os.WriteFile(out, []byte("yesterday's report"), 0o644)
+	code, stdout, errs := runCmd(t, "", "report", "--format", "html", "-o", out, filepath.Join(dir, "missing.log"))
+	if code == 0 || stdout != "" || !strings.Contains(errs, "missing.log") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout, errs)
+	}
+	if data, _ := os.ReadFile(out); string(data) != "yesterday's report" {
+		t.Fatalf("-o overwritten by a failed report: %.80q", data)
+	}
+	code, _, _ = runCmd(t, "", "report", "--format", "html", "-o", out, "../../examples/audit_login.log")
+	if data, _ := os.ReadFile(out); code != 0 || !strings.Contains(string(data), "<html") {
+		t.Fatalf("a good report not written to -o: exit %d, %.80q", code, data)
+	}
+	if m, _ := filepath.Glob(filepath.Join(dir, ".report.html.tmp-*")); len(m) != 0 {
+		t.Fatalf("temporary files left: %v", m)
 	}
 }
