@@ -27,8 +27,8 @@ type Options struct {
 	StaleAfter time.Duration // an account with no successful login this long before Until is stale (7 days)
 	Until      time.Time     // the report's end; zero: the latest event's time
 	// CheckStale: Accounts is the list to check (from mysql.user or a
-	// file, maybe empty). Without it the stale section says "not checked",
-	// which is not the same as "none stale".
+	// file), even if empty; implied when Accounts is not. Without it the
+	// stale section says "not checked", which is not "none stale".
 	CheckStale bool
 	Accounts   []Account // accounts to check for staleness
 	Excluded   []Excluded
@@ -359,9 +359,9 @@ func Finish(r *Report, opt Options) {
 	r.Probes = top(r.Probes, opt.Top)
 	r.Accounts = top(r.Accounts, opt.Top)
 	r.FailedByUser = top(r.FailedByUser, opt.Top)
-	r.StaleChecked = opt.CheckStale
+	r.StaleChecked = opt.CheckStale || len(opt.Accounts) > 0
 	r.StaleExcluded = append([]Excluded{}, opt.Excluded...)
-	if !opt.CheckStale {
+	if !r.StaleChecked {
 		r.StaleAccounts = nil
 		return
 	}
