@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -256,58 +257,172 @@ func csvCell(c string) string {
 
 // bar is one bar of a chart.
 type bar struct {
-	Label      string
-	Value, Alt int64 // Alt: the failed part, drawn over Value
-	X, Y, W, H float64
-	AltH, AltY float64
-	TextX      float64
+	Label, Tip  string
+	Value, Alt  int64 // Alt: the failed part, drawn over Value
+	X, Y, W, H  float64
+	AltW, AltH  float64
+	AltY, TextX float64
 }
 
+// tick is an axis mark with its label.
+type tick struct {
+	X, Y  float64
+	Label string
+}
+
+// chart is one inline SVG: a viewBox, so it scales with the page.
 type chart struct {
 	Title         string
+	Note          string // scale, aggregation
 	Width, Height float64
 	Bars          []bar
 	Horizontal    bool
+	Fail          bool // bars are failures (drawn in the failure colour)
+	LabelW        float64
+	YTicks        []tick // vertical chart: counts
+	XTicks        []tick // vertical chart: day marks
+	PlotX, PlotY  float64
+	PlotW, PlotH  float64
+	YLabel        string
+	XLabel        string
+	Legend        bool
+	// derived for the template
+	AxisY, PlotRight, MidY, XLabelY float64
 }
 
-// hoursChart draws connections per hour with the failed part in red.
-func hoursChart(r *Report) chart {
-	c := chart{Title: "Logins per hour (UTC): successful and failed", Width: 900, Height: 220}
-	var max int64 = 1
-	for _, h := range r.Hours {
-		if h.Connections > max {
-			max = h.Connections
+// niceMax rounds v up to 1, 2 or 5 times a power of ten, for axis ticks.
+func niceMax(v int64) int64 {
+	if v <= 1 {
+		return 1
+	}
+	p := int64(1)
+	for p*10 < v {
+		p *= 10
+	}
+	for _, m := range []int64{1, 2, 5, 10} {
+		if m*p >= v {
+			return m * p
 		}
 	}
+	return 10 * p
+}
+
+// timeChart draws connections over time with the failed part in red:
+// hourly up to two days, by 6 hours up to two weeks, by day beyond, with a
+// count axis, day marks and a legend.
+func timeChart(r *Report) chart {
+	c := chart{Title: "Logins over time (UTC): successful and failed", Width: 900, Height: 260, Legend: true,
+		PlotX: 60, PlotY: 30, PlotW: 820, PlotH: 180, YLabel: "connections"}
 	if len(r.Hours) == 0 {
+		c.Height = 40
 		return c
 	}
-	w := (c.Width - 40) / float64(len(r.Hours))
-	for i, h := range r.Hours {
-		bh := float64(h.Connections) / float64(max) * (c.Height - 40)
-		fh := float64(h.Failed) / float64(max) * (c.Height - 40)
-		c.Bars = append(c.Bars, bar{Label: h.Hour.Format("01-02 15h"), Value: h.Connections, Alt: h.Failed,
-			X: 30 + float64(i)*w, Y: c.Height - 20 - bh, W: maxf(w-1, 1), H: bh, AltH: fh, AltY: c.Height - 20 - fh})
+	first, last := r.Hours[0].Hour, r.Hours[len(r.Hours)-1].Hour
+	step, note := time.Hour, "per hour"
+	switch span := last.Sub(first); {
+	case span > 14*24*time.Hour:
+		step, note = 24*time.Hour, "per day"
+	case span > 48*time.Hour:
+		step, note = 6*time.Hour, "per 6 hours"
 	}
+	c.Note = note
+	start := first.Truncate(step)
+	n := int(last.Truncate(step).Sub(start)/step) + 1
+	conns, fails := make([]int64, n), make([]int64, n)
+	for _, h := range r.Hours {
+		i := int(h.Hour.Truncate(step).Sub(start) / step)
+		conns[i] += h.Connections
+		fails[i] += h.Failed
+	}
+	var most int64
+	for _, v := range conns {
+		most = maxi(most, v)
+	}
+	top := niceMax(most)
+	for i := int64(0); i <= 4; i++ {
+		v := top * i / 4
+		c.YTicks = append(c.YTicks, tick{X: c.PlotX - 6, Y: c.PlotY + c.PlotH - float64(v)/float64(top)*c.PlotH, Label: strconv.FormatInt(v, 10)})
+	}
+	w := c.PlotW / float64(n)
+	layout := "2006-01-02 15:04"
+	if step == 24*time.Hour {
+		layout = "2006-01-02"
+	}
+	// Day marks: every day, or fewer when there are many.
+	days := int(last.Sub(first)/(24*time.Hour)) + 1
+	every := max(1, days/10)
+	for i := range n {
+		t := start.Add(time.Duration(i) * step)
+		bh := float64(conns[i]) / float64(top) * c.PlotH
+		fh := float64(fails[i]) / float64(top) * c.PlotH
+		x := c.PlotX + float64(i)*w
+		c.Bars = append(c.Bars, bar{Tip: fmt.Sprintf("%s: %d connections, %d failed", t.Format(layout), conns[i], fails[i]),
+			X: x, Y: c.PlotY + c.PlotH - bh, W: maxf(w-1, 1), H: bh, AltH: fh, AltY: c.PlotY + c.PlotH - fh})
+		if t.Hour() == 0 && (int(t.Sub(first.Truncate(24*time.Hour))/(24*time.Hour)))%every == 0 || i == 0 {
+			c.XTicks = append(c.XTicks, tick{X: x, Y: c.PlotY + c.PlotH + 14, Label: t.Format("Jan 2")})
+		}
+	}
+	c.XLabel = "UTC, " + note
+	c.AxisY, c.PlotRight = c.PlotY+c.PlotH, c.PlotX+c.PlotW
+	c.MidY, c.XLabelY = c.PlotY+c.PlotH/2, c.PlotY+c.PlotH+34
 	return c
 }
 
-func hbars(title string, labels []string, values, alts []int64) chart {
-	c := chart{Title: title, Width: 900, Height: 24*float64(len(labels)) + 30, Horizontal: true}
-	var max int64 = 1
-	for _, v := range values {
-		if v > max {
-			max = v
+func maxi(a, b int64) int64 {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// hbars draws one bar per label. When the largest value dwarfs the others
+// (more than 20 times the smallest), the scale is logarithmic, so that one
+// dominant source does not flatten the rest to slivers; the count is
+// printed beside every bar either way. Labels longer than 40 characters are
+// cut (the whole label is in the bar's tooltip).
+func hbars(title string, labels []string, values, alts []int64, fail bool) chart {
+	c := chart{Title: title, Width: 900, Height: 24*float64(len(labels)) + 20, Horizontal: true, Fail: fail}
+	var hi, lo int64 = 1, 0
+	for i, v := range values {
+		hi = maxi(hi, v)
+		if i == 0 || v < lo {
+			lo = v
 		}
 	}
+	logScale := lo > 0 && hi > 20*lo || lo == 0 && hi > 20
+	if logScale {
+		c.Note = "log scale"
+	}
+	scale := func(v int64) float64 {
+		if logScale {
+			return math.Log10(float64(v)+1) / math.Log10(float64(hi)+1)
+		}
+		return float64(v) / float64(hi)
+	}
+	longest := 0
 	for i, l := range labels {
-		w := float64(values[i]) / float64(max) * 560
+		l = clean(l)
+		if r := []rune(l); len(r) > 40 {
+			l = string(r[:39]) + "…"
+		}
+		labels[i] = l
+		longest = max(longest, len([]rune(l)))
+	}
+	c.LabelW = math.Min(float64(longest)*6.6+10, 300)
+	plotW := c.Width - c.LabelW - 70
+	for i, l := range labels {
+		w := scale(values[i]) * plotW
 		alt := int64(0)
 		if alts != nil {
 			alt = alts[i]
 		}
-		c.Bars = append(c.Bars, bar{Label: l, Value: values[i], Alt: alt, X: 300, Y: 20 + float64(i)*24, W: maxf(w, 1), H: 18,
-			AltH: float64(alt) / float64(max) * 560, TextX: 300 + maxf(w, 1) + 6})
+		c.Bars = append(c.Bars, bar{Label: l, Tip: fmt.Sprintf("%s: %d", l, values[i]), Value: values[i], Alt: alt,
+			X: c.LabelW + 5, Y: 10 + float64(i)*24, W: maxf(w, 1), H: 18,
+			AltW: maxf(scale(alt)*plotW, 0), TextX: c.LabelW + 5 + maxf(w, 1) + 6})
+		if alt > 0 && logScale {
+			// The failed part as a share of the bar, not on its own log scale.
+			c.Bars[i].AltW = c.Bars[i].W * float64(alt) / float64(values[i])
+		}
 	}
 	return c
 }
@@ -321,28 +436,36 @@ func maxf(a, b float64) float64 {
 
 var htmlTmpl = template.Must(template.New("r").Funcs(template.FuncMap{"clean": clean}).Parse(`<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>auditlogin report</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <style>
-body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}
+body{font:14px/1.4 system-ui,sans-serif;margin:2em auto;max-width:1000px;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 2em}th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}
-th{background:#f3f3f3}td.n{text-align:right}h2{margin-top:1.5em}svg text{font:11px sans-serif}
-.ok{fill:#4c78a8}.fail{fill:#e45756}
+th{background:#f3f3f3}h2{margin-top:1.5em;font-size:1.15em}svg{width:100%;height:auto}svg text{font:11px sans-serif;fill:#333}
+.ok{fill:#4c78a8}.fail{fill:#e45756}.axis{stroke:#999;stroke-width:1}.grid{stroke:#e5e5e5;stroke-width:1}
+.note{color:#666;font-weight:normal;font-size:.85em}summary{cursor:pointer;color:#444}
 </style></head><body>
 <h1>Login audit report</h1>
-<p>{{.Period}} · {{.R.Totals.Connections}} connections, {{.R.Totals.Failed}} failed, {{len .R.Servers}} server(s)</p>
-{{range .Charts}}<h2>{{.Title}}</h2>
-<svg xmlns="http://www.w3.org/2000/svg" width="{{.Width}}" height="{{.Height}}" role="img" aria-label="{{.Title}}">
-{{if .Horizontal}}{{range .Bars}}<text x="290" y="{{.Y}}" dy="13" text-anchor="end">{{clean .Label}}</text>
-<rect class="ok" x="{{.X}}" y="{{.Y}}" width="{{.W}}" height="{{.H}}"><title>{{clean .Label}}: {{.Value}}</title></rect>
-{{if .Alt}}<rect class="fail" x="{{.X}}" y="{{.Y}}" width="{{.AltH}}" height="{{.H}}"><title>failed: {{.Alt}}</title></rect>{{end}}
-<text x="{{.TextX}}" y="{{.Y}}" dy="13">{{.Value}}</text>
-{{end}}{{else}}{{range .Bars}}<rect class="ok" x="{{.X}}" y="{{.Y}}" width="{{.W}}" height="{{.H}}"><title>{{.Label}}: {{.Value}} ({{.Alt}} failed)</title></rect>
-<rect class="fail" x="{{.X}}" y="{{.AltY}}" width="{{.W}}" height="{{.AltH}}"></rect>
-{{end}}{{end}}</svg>
-{{end}}
-{{range .Tables}}<h2>{{.Title}}</h2>
+<p>{{.Period}} · {{.R.Totals.Connections}} connections, {{.R.Totals.Failed}} failed, {{.R.Totals.Servers}} server(s)</p>
+{{range .Charts}}{{$c := .}}{{if .Bars}}<h2>{{.Title}}{{if .Note}} <span class="note">({{.Note}})</span>{{end}}</h2>
+<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {{.Width}} {{.Height}}" role="img" aria-label="{{.Title}}">
+{{if .Horizontal}}{{$fail := .Fail}}{{$lw := .LabelW}}{{range .Bars}}<text x="{{$lw}}" y="{{.Y}}" dy="13" text-anchor="end">{{.Label}}</text>
+<rect class="{{if $fail}}fail{{else}}ok{{end}}" x="{{.X}}" y="{{.Y}}" width="{{.W}}" height="{{.H}}"><title>{{.Tip}}</title></rect>
+{{if .Alt}}<rect class="fail" x="{{.X}}" y="{{.Y}}" width="{{.AltW}}" height="{{.H}}"><title>failed: {{.Alt}}</title></rect>{{end}}
+<text x="{{.TextX}}" y="{{.Y}}" dy="13">{{.Value}}{{if .Alt}} ({{.Alt}} failed){{end}}</text>
+{{end}}{{else}}{{range .YTicks}}<line class="grid" x1="{{$c.PlotX}}" y1="{{.Y}}" x2="{{$c.PlotRight}}" y2="{{.Y}}"/><text x="{{.X}}" y="{{.Y}}" dy="4" text-anchor="end">{{.Label}}</text>
+{{end}}{{range .Bars}}<rect class="ok" x="{{.X}}" y="{{.Y}}" width="{{.W}}" height="{{.H}}"><title>{{.Tip}}</title></rect>
+<rect class="fail" x="{{.X}}" y="{{.AltY}}" width="{{.W}}" height="{{.AltH}}"><title>{{.Tip}}</title></rect>
+{{end}}{{range .XTicks}}<line class="grid" x1="{{.X}}" y1="{{$c.PlotY}}" x2="{{.X}}" y2="{{$c.AxisY}}"/><text x="{{.X}}" y="{{.Y}}" dy="4">{{.Label}}</text>
+{{end}}<line class="axis" x1="{{.PlotX}}" y1="{{.PlotY}}" x2="{{.PlotX}}" y2="{{.AxisY}}"/><line class="axis" x1="{{.PlotX}}" y1="{{.AxisY}}" x2="{{.PlotRight}}" y2="{{.AxisY}}"/>
+<text transform="translate(14,{{.MidY}}) rotate(-90)" text-anchor="middle">{{.YLabel}}</text>
+<text x="470" y="{{.XLabelY}}" text-anchor="middle">{{.XLabel}}</text>
+{{if .Legend}}<rect class="ok" x="700" y="6" width="12" height="12"/><text x="716" y="16">successful</text><rect class="fail" x="800" y="6" width="12" height="12"/><text x="816" y="16">failed</text>{{end}}
+{{end}}</svg>
+{{end}}{{end}}
+{{range .Tables}}{{if .Collapsed}}<details><summary><strong>{{.Title}}</strong> ({{len .Rows}} rows)</summary>{{else}}<h2>{{.Title}}</h2>{{end}}
 {{if .Rows}}<table><tr>{{range .Head}}<th>{{.}}</th>{{end}}</tr>
 {{range .Rows}}<tr>{{range .}}<td>{{clean .}}</td>{{end}}</tr>
-{{end}}</table>{{else}}<p>(none)</p>{{end}}
+{{end}}</table>{{else}}<p>(none)</p>{{end}}{{if .Collapsed}}</details>{{end}}
 {{end}}
 </body></html>
 `))
@@ -360,23 +483,32 @@ func renderHTML(w io.Writer, r *Report) error {
 		labels = append(labels, orDash(s.Host)+" "+orDash(s.IP))
 		vals, alts = append(vals, s.Count), append(alts, s.Failed)
 	}
-	charts := []chart{hoursChart(r), hbars("Top sources (failed in red)", labels, vals, alts)}
+	charts := []chart{timeChart(r), hbars("Top sources: connections (failed part in red)", labels, vals, alts, false)}
+	labels, vals = nil, nil
+	for _, s := range r.RootLogins {
+		labels, vals = append(labels, orDash(s.Host)+" "+orDash(s.IP)), append(vals, s.Count)
+	}
+	charts = append(charts, hbars("Where root logs in from", labels, vals, nil, false))
+	labels, vals = nil, nil
+	for _, p := range r.Probes {
+		labels, vals = append(labels, orDash(p.IP)), append(vals, p.Count)
+	}
+	charts = append(charts, hbars("Connections without credentials (probes) by source", labels, vals, nil, true))
 	labels, vals = nil, nil
 	for _, u := range r.FailedByUser {
 		labels, vals = append(labels, u.User), append(vals, u.Count)
 	}
-	charts = append(charts, hbars("Failed logins by account", labels, vals, nil))
-	var ts []struct {
-		Title string
-		Head  []string
-		Rows  [][]string
+	charts = append(charts, hbars("Failed logins by account", labels, vals, nil, true))
+	type htmlTable struct {
+		Title     string
+		Head      []string
+		Rows      [][]string
+		Collapsed bool
 	}
+	var ts []htmlTable
 	for _, t := range tables(r) {
-		ts = append(ts, struct {
-			Title string
-			Head  []string
-			Rows  [][]string
-		}{t.title, t.head, t.rows})
+		// Long tables the charts already show are folded.
+		ts = append(ts, htmlTable{t.title, t.head, t.rows, len(t.rows) > 24})
 	}
 	return htmlTmpl.Execute(w, map[string]any{"R": r, "Period": period, "Charts": charts, "Tables": ts})
 }

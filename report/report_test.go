@@ -295,3 +295,44 @@ func BenchmarkAddNewKeys(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
+
+// The HTML charts scale (viewBox), have a labelled count axis and day marks,
+// draw failures in the failure colour, use a log scale when one source
+// dwarfs the rest, cut long labels, and chart root logins and probes too.
+func TestHTMLCharts(t *testing.T) {
+	a := New(Options{})
+	base := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
+	add := func(at time.Time, typ, user, host, ip string) {
+		ev := &auditlogin.Event{Timestamp: at, Type: typ, MyHost: "db", User: auditlogin.Str(user), PrivUser: auditlogin.Str(user),
+			Host: auditlogin.Str(host), IP: auditlogin.Str(ip)}
+		if user == "" {
+			ev.User, ev.PrivUser = auditlogin.Null, auditlogin.Null
+		}
+		a.Add(ev)
+	}
+	for i := 0; i < 1000; i++ {
+		add(base.Add(time.Duration(i)*10*time.Minute), auditlogin.TypeSuccess, "root", "localhost", "")
+	}
+	long := strings.Repeat("very-long-client-host-name.", 4) + "example.com"
+	add(base.Add(time.Hour), auditlogin.TypeFailed, "app", long, "2001:db8::1")
+	add(base.Add(2*time.Hour), auditlogin.TypeFailed, "", "", "10.0.0.9")
+	var b bytes.Buffer
+	if err := Render(&b, a.Report(), "html"); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{`viewBox="0 0 900 `, ">connections</text>", ">Nov 26</text>", "(per 6 hours)", "(log scale)",
+		"Where root logs in from", "Connections without credentials (probes) by source", "very-long-client-host-name.very-long-cl…",
+		"<details>"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("HTML lacks %q", want)
+		}
+	}
+	if strings.Contains(out, `<svg xmlns="http://www.w3.org/2000/svg" width=`) {
+		t.Error("a chart has a fixed width")
+	}
+	i := strings.Index(out, "Failed logins by account")
+	if i < 0 || !strings.Contains(out[i:i+600], `class="fail"`) || strings.Contains(out[i:i+600], `class="ok"`) {
+		t.Errorf("failed logins by account not drawn in the failure colour: %.600s", out[i:])
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"flag"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"time"
@@ -18,6 +19,7 @@ func main() {
 	n := flag.Int("n", 1000000, "records to write")
 	seed := flag.Uint64("seed", 1, "random seed")
 	servers := flag.Int("servers", 1, "distinct myhost values")
+	span := flag.Duration("span", 0, "spread the records over this long, busier by day than by night (0: 0-40 ms apart)")
 	flag.Parse()
 	rng := rand.New(rand.NewPCG(*seed, 42))
 	w := bufio.NewWriterSize(os.Stdout, 1<<20)
@@ -25,7 +27,14 @@ func main() {
 	users := []string{"web_user", "web_user", "web_user", "api", "api", "reporting", "backup_user", "etl", "monitor", "root"}
 	t := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
 	for i := 0; i < *n; i++ {
-		t = t.Add(time.Duration(rng.IntN(40)) * time.Millisecond)
+		if *span > 0 {
+			// Mean gap span/n, scaled by the hour's activity (peak at 14h).
+			h := float64(t.Hour()) + float64(t.Minute())/60
+			weight := 0.25 + 0.75*math.Exp(-(h-14)*(h-14)/18)
+			t = t.Add(time.Duration(2 * rng.Float64() * float64(*span) / float64(*n) * 0.55 / weight))
+		} else {
+			t = t.Add(time.Duration(rng.IntN(40)) * time.Millisecond)
+		}
 		host := rng.IntN(200)
 		user, priv, typ := users[rng.IntN(len(users))], "", "successful_login"
 		clientHost, ip := fmt.Sprintf("app-%03d.prod.example.com", host), fmt.Sprintf("10.%d.%d.%d", host/100, host%100, rng.IntN(250)+1)
