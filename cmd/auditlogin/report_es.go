@@ -15,95 +15,240 @@ import (
 	"github.com/auditlogin/auditlogin/report"
 )
 
-// esReport builds the report from an Elasticsearch index with one search of
-// aggregations (size 0): nothing is scanned on the agent's side. Distinct
-// sources come from a cardinality aggregation on ip (exact below a few
-// thousand, approximate above, as Elasticsearch documents).
+// esReport builds the report from an Elasticsearch index by aggregations
+// (size 0): nothing is scanned on the agent's side. Totals and hours come in
+// one search; every list that grows with the fleet (servers, sources, root
+// origins, probes, accounts, last logins per account and source) is paged
+// with a composite aggregation (after_key), one page of esPage buckets at a
+// time, so that no answer comes near Elasticsearch's search.max_buckets
+// (65,536 by default) however many accounts and sources there are, and the
+// agent holds one page at a time. Distinct sources per account come from a
+// cardinality aggregation on ip (exact below a few thousand, approximate
+// above, as Elasticsearch documents).
 func esReport(ctx context.Context, esURL, pattern, apiKeyEnv string, opt report.Options) (*report.Report, error) {
 	u, err := url.Parse(esURL)
 	if err != nil || u.Scheme == "" {
 		return nil, fmt.Errorf("--es: %q is not a URL", esURL)
 	}
-	const many = 10000
-	top := opt.Top
-	if top <= 0 {
-		top = 20
-	}
-	failed := map[string]any{"filter": map[string]any{"term": map[string]any{"type": "failed_login"}}}
-	success := map[string]any{"filter": map[string]any{"term": map[string]any{"type": "successful_login"}}}
-	lastTS := map[string]any{"max": map[string]any{"field": "@timestamp"}}
-	firstTS := map[string]any{"min": map[string]any{"field": "@timestamp"}}
-	terms := func(field string, size int, sub map[string]any) map[string]any {
-		m := map[string]any{"terms": map[string]any{"field": field, "size": size}}
-		if sub != nil {
-			m["aggs"] = sub
-		}
-		return m
-	}
-	body := map[string]any{
-		"size":  0,
-		"query": map[string]any{"bool": map[string]any{"must_not": []any{map[string]any{"term": map[string]any{"type": "logout"}}}}},
-		"aggs": map[string]any{
-			"first":   firstTS,
-			"last":    lastTS,
-			"failed":  failed,
-			"servers": terms("myhost", many, map[string]any{"failed": failed}),
-			"hours": map[string]any{"date_histogram": map[string]any{"field": "@timestamp", "fixed_interval": "1h", "min_doc_count": 1},
-				"aggs": map[string]any{"failed": failed}},
-			// Every source (up to many), not the top: the failed-by-source
-			// list and the counts in totals come from it, as in the file path.
-			"sources": terms("ip", many, map[string]any{"hosts": terms("host", 1, nil), "failed": failed}),
-			"socket": map[string]any{"filter": map[string]any{"bool": map[string]any{"must_not": []any{map[string]any{"exists": map[string]any{"field": "ip"}}}}},
-				"aggs": map[string]any{"hosts": terms("host", many, map[string]any{"failed": failed})}},
-			"root": map[string]any{"filter": map[string]any{"bool": map[string]any{
-				"must":   []any{map[string]any{"term": map[string]any{"type": "successful_login"}}},
-				"should": []any{map[string]any{"term": map[string]any{"user": "root"}}, map[string]any{"term": map[string]any{"priv_user": "root"}}}}},
-				"aggs": map[string]any{"hosts": terms("host", top, map[string]any{"ips": terms("ip", top, nil)})}},
-			"probes": map[string]any{"filter": map[string]any{"bool": map[string]any{"must_not": []any{map[string]any{"exists": map[string]any{"field": "user"}}}}},
-				"aggs": map[string]any{"ips": terms("ip", many, nil)}},
-			"accounts": terms("user", many, map[string]any{"ok": success, "failed": failed,
-				"sources": map[string]any{"cardinality": map[string]any{"field": "ip"}}, "first": firstTS, "last": lastTS}),
-			"logins": map[string]any{"filter": map[string]any{"term": map[string]any{"type": "successful_login"}},
-				"aggs": map[string]any{"users": terms("user", many, map[string]any{
-					"hosts": terms("host", many, map[string]any{"last": lastTS}),
-					"ips":   terms("ip", many, map[string]any{"last": lastTS})})}},
-		},
-	}
-	b, _ := json.Marshal(body)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(esURL, "/")+"/"+url.PathEscape(pattern)+"/_search", bytes.NewReader(b))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
+	var apiKey string
 	if apiKeyEnv != "" {
 		key, ok := os.LookupEnv(apiKeyEnv)
 		if !ok {
 			return nil, fmt.Errorf("--es-api-key-env: variable %s is not set", apiKeyEnv)
 		}
-		req.Header.Set("Authorization", "ApiKey "+key)
+		apiKey = key
 	}
-	res, err := http.DefaultClient.Do(req)
+	search := func(body map[string]any) (int64, map[string]json.RawMessage, error) {
+		b, _ := json.Marshal(body)
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(esURL, "/")+"/"+url.PathEscape(pattern)+"/_search", bytes.NewReader(b))
+		if err != nil {
+			return 0, nil, err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if apiKey != "" {
+			req.Header.Set("Authorization", "ApiKey "+apiKey)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, nil, fmt.Errorf("--es: %w", err)
+		}
+		defer res.Body.Close()
+		data, _ := io.ReadAll(res.Body)
+		if res.StatusCode != 200 {
+			return 0, nil, fmt.Errorf("--es: search answered %s: %.300s", res.Status, data)
+		}
+		var sr struct {
+			Hits struct {
+				Total struct {
+					Value int64 `json:"value"`
+				} `json:"total"`
+			} `json:"hits"`
+			Aggs map[string]json.RawMessage `json:"aggregations"`
+		}
+		if err := json.Unmarshal(data, &sr); err != nil {
+			return 0, nil, fmt.Errorf("--es: the answer is not a search response: %v", err)
+		}
+		return sr.Hits.Total.Value, sr.Aggs, nil
+	}
+	term := func(f, v string) map[string]any { return map[string]any{"term": map[string]any{f: v}} }
+	exists := func(f string) map[string]any { return map[string]any{"exists": map[string]any{"field": f}} }
+	notLogout := term("type", "logout")
+	failed := map[string]any{"filter": term("type", "failed_login")}
+	success := map[string]any{"filter": term("type", "successful_login")}
+	lastTS := map[string]any{"max": map[string]any{"field": "@timestamp"}}
+	firstTS := map[string]any{"min": map[string]any{"field": "@timestamp"}}
+	query := func(must []any, mustNot ...any) map[string]any {
+		return map[string]any{"bool": map[string]any{"must": must, "must_not": append([]any{notLogout}, mustNot...)}}
+	}
+	// pages runs one composite aggregation to its end, page by page.
+	pages := func(q map[string]any, fields []string, subs map[string]any, each func(key map[string]any, b esBucket)) error {
+		var after map[string]any
+		for {
+			var sources []any
+			for _, f := range fields {
+				sources = append(sources, map[string]any{f: map[string]any{"terms": map[string]any{"field": f, "missing_bucket": true}}})
+			}
+			comp := map[string]any{"sources": sources, "size": esPage}
+			if after != nil {
+				comp["after"] = after
+			}
+			agg := map[string]any{"composite": comp}
+			if len(subs) > 0 {
+				agg["aggs"] = subs
+			}
+			_, aggs, err := search(map[string]any{"size": 0, "track_total_hits": false, "query": q, "aggs": map[string]any{"page": agg}})
+			if err != nil {
+				return err
+			}
+			var page struct {
+				Buckets  []esBucket     `json:"buckets"`
+				AfterKey map[string]any `json:"after_key"`
+			}
+			if err := json.Unmarshal(aggs["page"], &page); err != nil {
+				return fmt.Errorf("--es: composite aggregation: %v", err)
+			}
+			for _, b := range page.Buckets {
+				key, _ := b.Key.(map[string]any)
+				each(key, b)
+			}
+			if len(page.Buckets) < esPage || page.AfterKey == nil {
+				return nil
+			}
+			after = page.AfterKey
+		}
+	}
+	str := func(key map[string]any, f string) string {
+		if v, ok := key[f].(string); ok {
+			return v
+		}
+		return ""
+	}
+
+	r := &report.Report{Servers: []report.ServerTotals{}, Hours: []report.HourTotals{}, TopSources: []report.SourceCount{},
+		RootLogins: []report.RootLogin{}, Probes: []report.Probe{}, Accounts: []report.AccountStats{}, FailedByUser: []report.UserCount{},
+		FailedBySrc: []report.SourceCount{}}
+	if opt.StaleAfter <= 0 {
+		opt.StaleAfter = 7 * 24 * time.Hour
+	}
+	r.StaleAfter = report.FormatDuration(opt.StaleAfter)
+	total, a, err := search(map[string]any{"size": 0, "track_total_hits": true, "query": query(nil),
+		"aggs": map[string]any{"first": firstTS, "last": lastTS, "failed": failed,
+			"hours": map[string]any{"date_histogram": map[string]any{"field": "@timestamp", "fixed_interval": "1h", "min_doc_count": 1},
+				"aggs": map[string]any{"failed": failed}}}})
 	if err != nil {
-		return nil, fmt.Errorf("--es: %w", err)
+		return nil, err
 	}
-	defer res.Body.Close()
-	data, _ := io.ReadAll(res.Body)
-	if res.StatusCode != 200 {
-		return nil, fmt.Errorf("--es: search answered %s: %.300s", res.Status, data)
+	r.Events = total
+	f := docCount(a["failed"])
+	r.Totals.Totals = report.Totals{Connections: total, Failed: f, Successful: total - f}
+	if first := msTime(a["first"]); !first.IsZero() {
+		r.From = &first
 	}
-	var sr struct {
-		Hits struct {
-			Total struct {
-				Value int64 `json:"value"`
-			} `json:"total"`
-		} `json:"hits"`
-		Aggs map[string]json.RawMessage `json:"aggregations"`
+	until := opt.Until
+	if until.IsZero() {
+		until = msTime(a["last"])
 	}
-	if err := json.Unmarshal(data, &sr); err != nil {
-		return nil, fmt.Errorf("--es: the answer is not a search response: %v", err)
+	if !until.IsZero() {
+		u := until.UTC()
+		r.Until = &u
 	}
-	return fromAggs(sr.Hits.Total.Value, sr.Aggs, opt, top)
+	for _, b := range buckets(a["hours"]) {
+		k, _ := b.Key.(float64)
+		fl := docCount(b.Sub["failed"])
+		r.Hours = append(r.Hours, report.HourTotals{Hour: time.UnixMilli(int64(k)).UTC(), Totals: report.Totals{Connections: b.DocCount, Failed: fl, Successful: b.DocCount - fl}})
+	}
+	err = pages(query(nil), []string{"myhost"}, map[string]any{"failed": failed}, func(k map[string]any, b esBucket) {
+		fl := docCount(b.Sub["failed"])
+		r.Servers = append(r.Servers, report.ServerTotals{MyHost: str(k, "myhost"), Totals: report.Totals{Connections: b.DocCount, Failed: fl, Successful: b.DocCount - fl}})
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = pages(query(nil), []string{"host", "ip"}, map[string]any{"failed": failed}, func(k map[string]any, b esBucket) {
+		s := report.SourceCount{Host: str(k, "host"), IP: str(k, "ip"), Count: b.DocCount, Failed: docCount(b.Sub["failed"])}
+		r.TopSources = append(r.TopSources, s)
+		if s.Failed > 0 {
+			r.FailedBySrc = append(r.FailedBySrc, s)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	rootQ := map[string]any{"bool": map[string]any{"must": []any{term("type", "successful_login")},
+		"should": []any{term("user", "root"), term("priv_user", "root")}, "minimum_should_match": 1}}
+	err = pages(rootQ, []string{"host", "ip"}, nil, func(k map[string]any, b esBucket) {
+		r.RootLogins = append(r.RootLogins, report.RootLogin{Host: str(k, "host"), IP: str(k, "ip"), Count: b.DocCount})
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = pages(query(nil, exists("user")), []string{"ip"}, nil, func(k map[string]any, b esBucket) {
+		r.Probes = append(r.Probes, report.Probe{IP: str(k, "ip"), Count: b.DocCount})
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = pages(query([]any{exists("user")}), []string{"user"}, map[string]any{"ok": success, "failed": failed,
+		"sources": map[string]any{"cardinality": map[string]any{"field": "ip"}}, "first": firstTS, "last": lastTS}, func(k map[string]any, b esBucket) {
+		ok, fl := docCount(b.Sub["ok"]), docCount(b.Sub["failed"])
+		srcs, _ := value(b.Sub["sources"])
+		r.Accounts = append(r.Accounts, report.AccountStats{User: str(k, "user"), Logins: ok, Failures: fl, DistinctSources: int(srcs),
+			FirstSeen: msTime(b.Sub["first"]), LastSeen: msTime(b.Sub["last"])})
+		if fl > 0 {
+			r.FailedByUser = append(r.FailedByUser, report.UserCount{User: str(k, "user"), Count: fl})
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	if opt.CheckStale || len(opt.Accounts) > 0 {
+		// The last successful login per user and (host, ip), matched with
+		// the accounts' host patterns as the file path does.
+		wanted := map[string]bool{}
+		for _, ac := range opt.Accounts {
+			wanted[ac.User] = true
+		}
+		last := map[string]map[[2]string]time.Time{}
+		err = pages(map[string]any{"bool": map[string]any{"must": []any{term("type", "successful_login")}}}, []string{"user", "host", "ip"},
+			map[string]any{"last": lastTS}, func(k map[string]any, b esBucket) {
+				user := str(k, "user")
+				if !wanted[user] {
+					return
+				}
+				if last[user] == nil {
+					last[user] = map[[2]string]time.Time{}
+				}
+				last[user][[2]string{str(k, "host"), str(k, "ip")}] = msTime(b.Sub["last"])
+			})
+		if err != nil {
+			return nil, err
+		}
+		cutoff := until.Add(-opt.StaleAfter)
+		for _, ac := range opt.Accounts {
+			var best time.Time
+			for src, t := range last[ac.User] {
+				if report.HostMatches(ac.Host, src[0]) || report.HostMatches(ac.Host, src[1]) || (src[1] == "" && report.HostMatches(ac.Host, "localhost")) {
+					if t.After(best) {
+						best = t
+					}
+				}
+			}
+			if best.IsZero() || best.Before(cutoff) {
+				sa := report.StaleAccount{User: ac.User, Host: ac.Host}
+				if !best.IsZero() {
+					b := best
+					sa.LastLogin = &b
+				}
+				r.StaleAccounts = append(r.StaleAccounts, sa)
+			}
+		}
+	}
+	report.Finish(r, opt)
+	return r, nil
 }
+
+// esPage is how many buckets one composite page asks for.
+const esPage = 5000
 
 type esBucket struct {
 	Key      any                        `json:"key"`
@@ -148,11 +293,6 @@ func docCount(raw json.RawMessage) int64 {
 	return a.DocCount
 }
 
-func sub(raw json.RawMessage, name string) json.RawMessage {
-	var m map[string]json.RawMessage
-	json.Unmarshal(raw, &m)
-	return m[name]
-}
 
 func value(raw json.RawMessage) (float64, bool) {
 	var a struct {
@@ -171,107 +311,4 @@ func msTime(raw json.RawMessage) time.Time {
 		return time.Time{}
 	}
 	return time.UnixMilli(int64(v)).UTC()
-}
-
-// fromAggs turns the aggregations into the same Report the file path makes.
-func fromAggs(total int64, a map[string]json.RawMessage, opt report.Options, top int) (*report.Report, error) {
-	r := &report.Report{Servers: []report.ServerTotals{}, Hours: []report.HourTotals{}, TopSources: []report.SourceCount{},
-		RootLogins: []report.RootLogin{}, Probes: []report.Probe{}, Accounts: []report.AccountStats{}, FailedByUser: []report.UserCount{},
-		FailedBySrc: []report.SourceCount{}, StaleAccounts: []report.StaleAccount{}}
-	if opt.StaleAfter <= 0 {
-		opt.StaleAfter = 7 * 24 * time.Hour
-	}
-	r.StaleAfter = report.FormatDuration(opt.StaleAfter)
-	r.Events = total
-	f := docCount(a["failed"])
-	r.Totals.Totals = report.Totals{Connections: total, Failed: f, Successful: total - f}
-	if first := msTime(a["first"]); !first.IsZero() {
-		r.From = &first
-	}
-	until := opt.Until
-	if until.IsZero() {
-		until = msTime(a["last"])
-	}
-	if !until.IsZero() {
-		u := until.UTC()
-		r.Until = &u
-	}
-	for _, b := range buckets(a["servers"]) {
-		fl := docCount(b.Sub["failed"])
-		r.Servers = append(r.Servers, report.ServerTotals{MyHost: b.key(), Totals: report.Totals{Connections: b.DocCount, Failed: fl, Successful: b.DocCount - fl}})
-	}
-	for _, b := range buckets(a["hours"]) {
-		k, _ := b.Key.(float64)
-		fl := docCount(b.Sub["failed"])
-		r.Hours = append(r.Hours, report.HourTotals{Hour: time.UnixMilli(int64(k)).UTC(), Totals: report.Totals{Connections: b.DocCount, Failed: fl, Successful: b.DocCount - fl}})
-	}
-	firstHost := func(raw json.RawMessage) string {
-		if hs := buckets(raw); len(hs) > 0 {
-			return hs[0].key()
-		}
-		return ""
-	}
-	for _, b := range buckets(a["sources"]) {
-		r.TopSources = append(r.TopSources, report.SourceCount{Host: firstHost(b.Sub["hosts"]), IP: b.key(), Count: b.DocCount, Failed: docCount(b.Sub["failed"])})
-	}
-	for _, b := range buckets(sub(a["socket"], "hosts")) {
-		r.TopSources = append(r.TopSources, report.SourceCount{Host: b.key(), Count: b.DocCount, Failed: docCount(b.Sub["failed"])})
-	}
-	for _, s := range r.TopSources {
-		if s.Failed > 0 {
-			r.FailedBySrc = append(r.FailedBySrc, s)
-		}
-	}
-	for _, hb := range buckets(sub(a["root"], "hosts")) {
-		n := int64(0)
-		for _, ib := range buckets(hb.Sub["ips"]) {
-			r.RootLogins = append(r.RootLogins, report.RootLogin{Host: hb.key(), IP: ib.key(), Count: ib.DocCount})
-			n += ib.DocCount
-		}
-		if n < hb.DocCount { // the socket: no ip
-			r.RootLogins = append(r.RootLogins, report.RootLogin{Host: hb.key(), Count: hb.DocCount - n})
-		}
-	}
-	for _, b := range buckets(sub(a["probes"], "ips")) {
-		r.Probes = append(r.Probes, report.Probe{IP: b.key(), Count: b.DocCount})
-	}
-	for _, b := range buckets(a["accounts"]) {
-		ok, fl := docCount(b.Sub["ok"]), docCount(b.Sub["failed"])
-		srcs, _ := value(b.Sub["sources"])
-		r.Accounts = append(r.Accounts, report.AccountStats{User: b.key(), Logins: ok, Failures: fl, DistinctSources: int(srcs),
-			FirstSeen: msTime(b.Sub["first"]), LastSeen: msTime(b.Sub["last"])})
-		if fl > 0 {
-			r.FailedByUser = append(r.FailedByUser, report.UserCount{User: b.key(), Count: fl})
-		}
-	}
-	// Stale accounts: the last successful login per user and host or ip.
-	last := map[string]map[string]time.Time{}
-	for _, ub := range buckets(sub(a["logins"], "users")) {
-		m := map[string]time.Time{}
-		for _, kind := range []string{"hosts", "ips"} {
-			for _, b := range buckets(ub.Sub[kind]) {
-				m[b.key()] = msTime(b.Sub["last"])
-			}
-		}
-		last[ub.key()] = m
-	}
-	cutoff := until.Add(-opt.StaleAfter)
-	for _, ac := range opt.Accounts {
-		var best time.Time
-		for src, t := range last[ac.User] {
-			if report.HostMatches(ac.Host, src) && t.After(best) {
-				best = t
-			}
-		}
-		if best.IsZero() || best.Before(cutoff) {
-			sa := report.StaleAccount{User: ac.User, Host: ac.Host}
-			if !best.IsZero() {
-				b := best
-				sa.LastLogin = &b
-			}
-			r.StaleAccounts = append(r.StaleAccounts, sa)
-		}
-	}
-	report.Finish(r, opt)
-	return r, nil
 }

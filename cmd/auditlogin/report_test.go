@@ -6,6 +6,8 @@ import (
 	"database/sql/driver"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -322,5 +324,89 @@ func TestReportFailureWritesNothing(t *testing.T) {
 	}
 	if m, _ := filepath.Glob(filepath.Join(dir, ".report.html.tmp-*")); len(m) != 0 {
 		t.Fatalf("temporary files left: %v", m)
+	}
+}
+
+// A fleet: 200 servers, 5,000 accounts, 50,000 sources. Elasticsearch
+// enforces search.max_buckets (65,536) as the real one does; the report
+// pages through it and equals the file's report.
+func TestReportFromElasticsearchAtFleetScale(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short mode")
+	}
+	es := estest.New()
+	defer es.Close()
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "audit_login.log")
+	var b strings.Builder
+	const events, sources, accounts, servers = 60000, 50000, 5000, 200
+	base := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
+	for i := 0; i < events; i++ {
+		src := i % sources
+		user := fmt.Sprintf("acct%04d", i%accounts)
+		typ, priv := "successful_login", user
+		if i%7 == 0 {
+			typ, priv = "failed_login", ""
+		}
+		host, ip := fmt.Sprintf("client-%05d.example", src), fmt.Sprintf("10.%d.%d.%d", src>>16&255, src>>8&255, src&255)
+		switch {
+		case i%997 == 0: // a probe
+			typ, user, priv, host = "failed_login", "(null)", "(null)", "(null)"
+		case i%1009 == 0: // root from the socket
+			typ, user, priv, host, ip = "successful_login", "root", "root", "localhost", "(null)"
+		}
+		fmt.Fprintf(&b, `{"ts":"%s","type":"%s","myhost":"db-%03d","thread":"%d","user":"%s","priv_user":"%s","host":"%s","ip":"%s"}`+"\n",
+			base.Add(time.Duration(i)*7*time.Second).Format("2006-01-02 15:04:05"), typ, i%servers, i, user, priv, host, ip)
+	}
+	os.WriteFile(logPath, []byte(b.String()), 0o644)
+	cfg := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`
+inputs: [{paths: [%q], timezone: UTC}]
+registry: {path: %q}
+outputs: {elasticsearch: {hosts: [%q]}}
+enrich: {enabled: false}
+log: {level: error}
+`, logPath, filepath.Join(dir, "r.json"), es.URL)), 0o644)
+	start := time.Now()
+	if code, _, errs := runCmd(t, "", "run", "--once", "--config", cfg); code != 0 {
+		t.Fatalf("run: %s", errs)
+	}
+	t.Logf("shipped in %v", time.Since(start))
+	start = time.Now()
+	if n := es.Count("auditlogin-*"); n != events {
+		t.Fatalf("elasticsearch holds %d of %d events", n, events)
+	}
+	// The server enforces search.max_buckets as Elasticsearch does: the
+	// nested terms aggregation the report used before it paged (last login
+	// per user and host, per user and ip) is refused at this size.
+	body := `{"size":0,"aggs":{"users":{"terms":{"field":"user","size":10000},"aggs":{` +
+		`"hosts":{"terms":{"field":"host","size":10000}},"ips":{"terms":{"field":"ip","size":10000}}}}}}`
+	resp, err := http.Post(es.URL+"/auditlogin-*/_search", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 400 || !strings.Contains(string(answer), "too_many_buckets_exception") {
+		t.Fatalf("nested terms over %d sources: %d %.200s; want too_many_buckets_exception", sources, resp.StatusCode, answer)
+	}
+	acctFile := filepath.Join(dir, "accounts")
+	os.WriteFile(acctFile, []byte("acct0001@%\nacct4999@client-0%\nroot@localhost\nnobody@%\n"), 0o644)
+	fromFile := reportJSON(t, "--timezone", "UTC", "--accounts", acctFile, "--top", "50", logPath)
+	t.Logf("file report in %v", time.Since(start))
+	start = time.Now()
+	fromES := reportJSON(t, "--es", es.URL, "--index", "auditlogin-*", "--accounts", acctFile, "--top", "50")
+	t.Logf("elasticsearch report in %v", time.Since(start))
+	totals := fromES["totals"].(map[string]any)
+	// root is an account too; probes and root logins replace a few sources.
+	if totals["servers"] != float64(servers) || totals["accounts"] != float64(accounts+1) || totals["sources"].(float64) < sources-100 {
+		t.Fatalf("totals from elasticsearch: %v", totals)
+	}
+	for _, k := range []string{"totals", "servers", "hours", "top_sources", "root_logins", "probes", "failed_by_account", "failed_by_source", "stale_accounts", "from", "until"} {
+		a, _ := json.Marshal(fromFile[k])
+		b, _ := json.Marshal(fromES[k])
+		if string(a) != string(b) {
+			t.Errorf("%s differs:\n file %.600s\n   es %.600s", k, a, b)
+		}
 	}
 }

@@ -37,6 +37,10 @@ type Server struct {
 	Down bool
 	// Username/Password or APIKey, when set, are required.
 	Username, Password, APIKey string
+	// MaxBuckets is search.max_buckets: a search whose aggregations would
+	// answer with more buckets fails, as in Elasticsearch (0: its default,
+	// 65,536).
+	MaxBuckets int
 
 	indices    map[string]*index
 	templates  map[string]json.RawMessage
@@ -48,6 +52,18 @@ type Server struct {
 	overwrites int            // documents replaced by an index action
 	conflicts  int            // create actions refused with 409
 	refused    int            // requests answered 503 while Down
+
+	// Search caches, valid for one version of the indices: a report pages
+	// through the same query many times.
+	version   int
+	matchMemo map[string][]map[string]any
+	compMemo  map[string]compResult
+}
+
+type compResult struct {
+	names  []string
+	keys   []compositeKey
+	groups map[string][]map[string]any
 }
 
 // Refused returns how many requests were answered 503 because of Down: a
@@ -91,8 +107,9 @@ type index struct {
 }
 
 type doc struct {
-	id  string
-	src json.RawMessage
+	id     string
+	src    json.RawMessage
+	parsed map[string]any // src decoded, once (searches read every document)
 }
 
 // New starts a server on 127.0.0.1.
@@ -300,6 +317,8 @@ func (s *Server) bulk(w http.ResponseWriter, r *http.Request, defIndex string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.bulks++
+	s.version++ // cached search results are stale
+	s.matchMemo, s.compMemo = nil, nil
 	for sc.Scan() {
 		line := bytes.TrimSpace(sc.Bytes())
 		if len(line) == 0 {
@@ -369,7 +388,7 @@ func (s *Server) bulk(w http.ResponseWriter, r *http.Request, defIndex string) {
 					break
 				}
 				s.overwrites++
-				ix.docs[i].src = src
+				ix.docs[i].src, ix.docs[i].parsed = src, nil
 				status = 200
 				break
 			}
@@ -403,6 +422,11 @@ func (s *Server) match(pattern string, r *http.Request) []map[string]any {
 func (s *Server) docsMatching(pattern string, query map[string]any) []map[string]any {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	q, _ := json.Marshal(query)
+	memo := fmt.Sprintf("%d\x00%s\x00%s", s.version, pattern, q)
+	if docs, ok := s.matchMemo[memo]; ok {
+		return docs
+	}
 	var names []string
 	for name := range s.indices {
 		for _, p := range strings.Split(pattern, ",") {
@@ -415,10 +439,17 @@ func (s *Server) docsMatching(pattern string, query map[string]any) []map[string
 	sort.Strings(names)
 	var out []map[string]any
 	for _, name := range names {
-		for _, d := range s.indices[name].docs {
-			var m map[string]any
-			if json.Unmarshal(d.src, &m) != nil {
-				continue
+		docs := s.indices[name].docs
+		for i := range docs {
+			d := &docs[i]
+			if d.parsed == nil {
+				if json.Unmarshal(d.src, &d.parsed) != nil {
+					continue
+				}
+			}
+			m := make(map[string]any, len(d.parsed)+2)
+			for k, v := range d.parsed {
+				m[k] = v
 			}
 			m["_id"], m["_index"] = d.id, name
 			if matches(m, query) {
@@ -426,6 +457,10 @@ func (s *Server) docsMatching(pattern string, query map[string]any) []map[string
 			}
 		}
 	}
+	if s.matchMemo == nil {
+		s.matchMemo = map[string][]map[string]any{}
+	}
+	s.matchMemo[memo] = out
 	return out
 }
 
@@ -575,22 +610,212 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request, pattern string) 
 		if i >= size {
 			break
 		}
-		id, ix := d["_id"], d["_index"]
-		delete(d, "_id")
-		delete(d, "_index")
-		hits = append(hits, map[string]any{"_index": ix, "_id": id, "_source": d})
+		src := make(map[string]any, len(d))
+		for k, v := range d {
+			if k != "_id" && k != "_index" {
+				src[k] = v
+			}
+		}
+		hits = append(hits, map[string]any{"_index": d["_index"], "_id": d["_id"], "_source": src})
 	}
 	res := map[string]any{"took": 1, "timed_out": false,
 		"hits": map[string]any{"total": map[string]any{"value": len(docs), "relation": "eq"}, "hits": hits}}
 	if len(body.Aggs) > 0 {
-		res["aggregations"] = aggregate(docs, body.Aggs)
+		q, _ := json.Marshal(body.Query)
+		aggs := aggregateMemo(docs, body.Aggs, func(spec map[string]any, compute func() compResult) compResult {
+			// The composite's grouping, for this version, pattern and query
+			// (its "after" aside): computed once for all the pages.
+			c := map[string]any{}
+			for k, v := range spec {
+				if k != "after" {
+					c[k] = v
+				}
+			}
+			key, _ := json.Marshal(c)
+			s.mu.Lock()
+			memo := fmt.Sprintf("%d\x00%s\x00%s\x00%s", s.version, pattern, q, key)
+			r, ok := s.compMemo[memo]
+			s.mu.Unlock()
+			if ok {
+				return r
+			}
+			r = compute()
+			s.mu.Lock()
+			if s.compMemo == nil {
+				s.compMemo = map[string]compResult{}
+			}
+			s.compMemo[memo] = r
+			s.mu.Unlock()
+			return r
+		})
+		s.mu.Lock()
+		limit := s.MaxBuckets
+		s.mu.Unlock()
+		if limit <= 0 {
+			limit = 65536
+		}
+		if n := countBuckets(aggs); n > limit {
+			writeJSON(w, 400, map[string]any{"error": map[string]any{"type": "search_phase_execution_exception",
+				"reason": "all shards failed", "caused_by": map[string]any{"type": "too_many_buckets_exception",
+					"reason": fmt.Sprintf("Trying to create too many buckets. Must be less than or equal to: [%d] but this number of buckets was exceeded: [%d]. This limit can be set by changing the [search.max_buckets] cluster level setting.", limit, n)}},
+				"status": 400})
+			return
+		}
+		res["aggregations"] = aggs
 	}
 	writeJSON(w, 200, res)
 }
 
-// aggregate computes terms, date_histogram (1h), filter, cardinality, min
-// and max over docs, with sub-aggregations.
+// countBuckets counts the buckets of multi-bucket aggregations in an
+// answer, nested ones included, as search.max_buckets does.
+func countBuckets(v any) int {
+	n := 0
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			if k == "buckets" {
+				if l, ok := e.([]any); ok {
+					n += len(l)
+				}
+			}
+			n += countBuckets(e)
+		}
+	case []any:
+		for _, e := range x {
+			n += countBuckets(e)
+		}
+	}
+	return n
+}
+
+// compositeKey is one composite bucket's values, nil where a field is
+// missing (missing_bucket), with their text for ordering.
+type compositeKey struct {
+	vals []any
+	strs []string
+}
+
+// less orders keys as Elasticsearch does by default: each source ascending,
+// missing values first.
+func (a compositeKey) less(b compositeKey) bool {
+	for i := range a.vals {
+		x, y := a.vals[i] == nil, b.vals[i] == nil
+		switch {
+		case x && y:
+			continue
+		case x:
+			return true
+		case y:
+			return false
+		}
+		if a.strs[i] != b.strs[i] {
+			return a.strs[i] < b.strs[i]
+		}
+	}
+	return false
+}
+
+func (a compositeKey) id() string {
+	var b strings.Builder
+	for i, v := range a.vals {
+		if v == nil {
+			b.WriteString("\x01")
+		} else {
+			b.WriteString(a.strs[i])
+		}
+		b.WriteByte(0)
+	}
+	return b.String()
+}
+
+func newKey(vals []any) compositeKey {
+	k := compositeKey{vals: vals, strs: make([]string, len(vals))}
+	for i, v := range vals {
+		if v != nil {
+			k.strs[i] = fmt.Sprint(v)
+		}
+	}
+	return k
+}
+
+// groupComposite groups docs by every combination of the composite's
+// sources' values (terms sources; missing_bucket), in Elasticsearch's order.
+func groupComposite(docs []map[string]any, spec map[string]any) compResult {
+	var r compResult
+	var fields []string
+	var missing []bool
+	for _, src := range asList(spec["sources"]) {
+		for name, def := range src.(map[string]any) {
+			t, _ := def.(map[string]any)["terms"].(map[string]any)
+			r.names = append(r.names, name)
+			fields = append(fields, fmt.Sprint(t["field"]))
+			mb, _ := t["missing_bucket"].(bool)
+			missing = append(missing, mb)
+		}
+	}
+	r.groups = map[string][]map[string]any{}
+	byID := map[string]compositeKey{}
+next:
+	for _, d := range docs {
+		vals := make([]any, len(fields))
+		for i, f := range fields {
+			v, ok := field(d, f)
+			if !ok || v == nil {
+				if !missing[i] {
+					continue next
+				}
+				continue
+			}
+			vals[i] = v
+		}
+		k := newKey(vals)
+		id := k.id()
+		if _, ok := byID[id]; !ok {
+			byID[id] = k
+		}
+		r.groups[id] = append(r.groups[id], d)
+	}
+	for _, k := range byID {
+		r.keys = append(r.keys, k)
+	}
+	sort.Slice(r.keys, func(i, j int) bool { return r.keys[i].less(r.keys[j]) })
+	return r
+}
+
+// pageComposite returns the page of size buckets after "after".
+func pageComposite(r compResult, spec map[string]any) (names []string, keys []compositeKey, groups map[string][]map[string]any, afterKey *compositeKey) {
+	size := 10
+	if n, ok := spec["size"].(float64); ok {
+		size = int(n)
+	}
+	keys = r.keys
+	if after, ok := spec["after"].(map[string]any); ok {
+		vals := make([]any, len(r.names))
+		for i, n := range r.names {
+			vals[i] = after[n]
+		}
+		a := newKey(vals)
+		keys = keys[sort.Search(len(keys), func(i int) bool { return a.less(keys[i]) }):]
+	}
+	if len(keys) > size {
+		keys = keys[:size]
+	}
+	if len(keys) > 0 {
+		afterKey = &keys[len(keys)-1]
+	}
+	return r.names, keys, r.groups, afterKey
+}
+
+// aggregate computes terms, composite, date_histogram (1h), filter,
+// cardinality, min and max over docs, with sub-aggregations.
 func aggregate(docs []map[string]any, aggs map[string]map[string]any) map[string]any {
+	return aggregateMemo(docs, aggs, nil)
+}
+
+// aggregateMemo is aggregate with a memo for top-level composite
+// groupings (nil: none; sub-aggregations never use one, their documents
+// differ per bucket).
+func aggregateMemo(docs []map[string]any, aggs map[string]map[string]any, memo func(map[string]any, func() compResult) compResult) map[string]any {
 	out := map[string]any{}
 	for name, spec := range aggs {
 		sub, _ := spec["aggs"].(map[string]any)
@@ -640,6 +865,33 @@ func aggregate(docs []map[string]any, aggs map[string]map[string]any) map[string
 				buckets = append(buckets, withSub(map[string]any{"key": k, "doc_count": len(groups[k])}, groups[k]))
 			}
 			out[name] = map[string]any{"buckets": buckets}
+		case spec["composite"] != nil:
+			cspec := spec["composite"].(map[string]any)
+			group := func() compResult { return groupComposite(docs, cspec) }
+			var cr compResult
+			if memo != nil {
+				cr = memo(cspec, group)
+			} else {
+				cr = group()
+			}
+			names, keys, groups, afterKey := pageComposite(cr, cspec)
+			keyMap := func(k compositeKey) map[string]any {
+				m := map[string]any{}
+				for i, n := range names {
+					m[n] = k.vals[i]
+				}
+				return m
+			}
+			buckets := []any{}
+			for _, k := range keys {
+				g := groups[k.id()]
+				buckets = append(buckets, withSub(map[string]any{"key": keyMap(k), "doc_count": len(g)}, g))
+			}
+			res := map[string]any{"buckets": buckets}
+			if afterKey != nil {
+				res["after_key"] = keyMap(*afterKey)
+			}
+			out[name] = res
 		case spec["date_histogram"] != nil:
 			f := fmt.Sprint(spec["date_histogram"].(map[string]any)["field"])
 			groups := map[int64][]map[string]any{}
