@@ -293,7 +293,6 @@ func docCount(raw json.RawMessage) int64 {
 	return a.DocCount
 }
 
-
 func value(raw json.RawMessage) (float64, bool) {
 	var a struct {
 		Value *float64 `json:"value"`
