@@ -4,9 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"database/sql"
-	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -14,13 +11,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/auditlogin/auditlogin"
 	"github.com/auditlogin/auditlogin/config"
 	"github.com/auditlogin/auditlogin/parser"
 	"github.com/auditlogin/auditlogin/report"
+	"github.com/auditlogin/auditlogin/report/source"
 )
 
 const reportUsage = `usage: auditlogin report [flags] [FILE...]
@@ -85,13 +82,13 @@ func cmdReport(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	if *accounts != "" {
 		opt.CheckStale = true
-		if opt.Accounts, err = readAccounts(*accounts); err != nil {
+		if opt.Accounts, err = source.AccountsFile(*accounts); err != nil {
 			return fail("--accounts: %v", err)
 		}
 	}
 	if *dsn != "" {
 		opt.CheckStale = true
-		accs, excluded, err := mysqlAccounts(*dsn)
+		accs, excluded, err := source.MySQLAccounts(*dsn)
 		if err != nil {
 			return fail("--mysql-dsn: %v", err)
 		}
@@ -106,7 +103,7 @@ func cmdReport(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		if rep, err = esReport(ctx, *esURL, *esIndex, *esKeyEnv, opt); err != nil {
+		if rep, err = source.Elasticsearch(ctx, *esURL, *esIndex, *esKeyEnv, opt); err != nil {
 			fmt.Fprintf(stderr, "auditlogin report: %v\n", err)
 			return exitFail
 		}
@@ -117,7 +114,7 @@ func cmdReport(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			files = []string{"-"}
 		}
 		for _, name := range files {
-			if err := readEvents(name, stdin, stderr, *input, parser.Options{Location: loc, Pasted: true}, agg); err != nil {
+			if err := readInput(name, stdin, stderr, *input, parser.Options{Location: loc, Pasted: true}, agg); err != nil {
 				fmt.Fprintf(stderr, "auditlogin report: %s: %v\n", name, err)
 				status = exitFail
 			}
@@ -165,9 +162,9 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-// readEvents adds the events of one file to agg, with a progress bar on a
-// terminal (never in a pipe).
-func readEvents(name string, stdin io.Reader, stderr io.Writer, input string, popts parser.Options, agg *report.Aggregator) error {
+// readInput opens one input (stdin for "-") and adds it to agg, with a
+// progress bar on a terminal (never in a pipe).
+func readInput(name string, stdin io.Reader, stderr io.Writer, input string, popts parser.Options, agg *report.Aggregator) error {
 	var r io.Reader = stdin
 	if name != "-" {
 		f, err := os.Open(name)
@@ -185,184 +182,5 @@ func readEvents(name string, stdin io.Reader, stderr io.Writer, input string, po
 			r = &pr
 		}
 	}
-	br := bufio.NewReaderSize(r, 256<<10)
-	if input == "auto" {
-		input = detect(br)
-		if input == "" {
-			return fmt.Errorf("matches no known log format (%s) and is not the agent's NDJSON", strings.Join(parser.Formats(), ", "))
-		}
-	}
-	if input == "ndjson" {
-		return readNDJSON(name, br, stderr, agg)
-	}
-	p, err := parser.New(input, popts)
-	if err != nil {
-		return err
-	}
-	rejected := 0
-	emit := func(rec auditlogin.Record) {
-		if rec.Err != nil {
-			rejected++
-			return
-		}
-		if rec.Event != nil {
-			rec.Event.Normalize()
-			agg.Add(rec.Event)
-		}
-	}
-	_, err = auditlogin.ReadLines(br, name, 0, true, func(l auditlogin.Line) { p.Feed(l, emit) })
-	if f, ok := p.(auditlogin.Flusher); ok {
-		f.Flush(emit)
-	}
-	if rejected > 0 {
-		fmt.Fprintf(stderr, "auditlogin report: %s: %d record(s) not parsed (auditlogin parse shows them)\n", name, rejected)
-	}
-	return err
-}
-
-// detect tells the agent's NDJSON (an event with @timestamp and id) from a
-// raw log (audit_login, the default).
-func detect(br *bufio.Reader) string {
-	head, _ := br.Peek(64 << 10)
-	for _, line := range bytes.Split(head, []byte("\n")) {
-		line = bytes.TrimSpace(line)
-		if len(line) == 0 {
-			continue
-		}
-		if bytes.HasPrefix(line, []byte(`{"@timestamp":`)) {
-			return "ndjson"
-		}
-		break
-	}
-	return parser.Detect(head)
-}
-
-// ndjsonEvent is what a report reads of an event.
-type ndjsonEvent struct {
-	Timestamp time.Time `json:"@timestamp"`
-	Type      string    `json:"type"`
-	MyHost    string    `json:"myhost"`
-	User      *string   `json:"user"`
-	PrivUser  *string   `json:"priv_user"`
-	Host      *string   `json:"host"`
-	IP        *string   `json:"ip"`
-}
-
-func nullable(p *string) auditlogin.NullString {
-	if p == nil {
-		return auditlogin.Null
-	}
-	return auditlogin.Str(*p)
-}
-
-func readNDJSON(name string, br *bufio.Reader, stderr io.Writer, agg *report.Aggregator) error {
-	bad := 0
-	var ev ndjsonEvent
-	_, err := auditlogin.ReadLines(br, name, 0, true, func(l auditlogin.Line) {
-		if len(bytes.TrimSpace(l.Data)) == 0 {
-			return
-		}
-		ev = ndjsonEvent{}
-		if err := json.Unmarshal(l.Data, &ev); err != nil || ev.Timestamp.IsZero() || ev.Type == "" {
-			bad++
-			if bad <= 5 {
-				fmt.Fprintf(stderr, "%s:%d: not an event\n", name, l.Pos.Offset)
-			}
-			return
-		}
-		agg.Add(&auditlogin.Event{Timestamp: ev.Timestamp, Type: ev.Type, MyHost: ev.MyHost,
-			User: nullable(ev.User), PrivUser: nullable(ev.PrivUser), Host: nullable(ev.Host), IP: nullable(ev.IP)})
-	})
-	if bad > 0 {
-		fmt.Fprintf(stderr, "auditlogin report: %s: %d line(s) were not events\n", name, bad)
-	}
-	return err
-}
-
-// readAccounts reads user@host lines ('user'@'host' too); # starts a comment.
-func readAccounts(path string) ([]report.Account, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var out []report.Account
-	for i, line := range strings.Split(string(data), "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		at := strings.LastIndexByte(line, '@')
-		if at < 0 {
-			return nil, fmt.Errorf("line %d: %q is not user@host", i+1, line)
-		}
-		unq := func(s string) string { return strings.Trim(strings.TrimSpace(s), "'`\"") }
-		out = append(out, report.Account{User: unq(line[:at]), Host: unq(line[at+1:])})
-	}
-	return out, nil
-}
-
-// systemAccounts are created by the server for itself: no one logs in with
-// them (MariaDB's mariadb.sys, MySQL's mysql.sys, mysql.session,
-// mysql.infoschema; Debian's mysql@localhost, reached only through the
-// unix socket by the OS user mysql for maintenance).
-var systemAccounts = map[string]bool{"mariadb.sys": true, "mysql.sys": true, "mysql.session": true, "mysql.infoschema": true}
-
-// mysqlAccounts reads the accounts to check for staleness from mysql.user,
-// and the ones left out with why: roles, locked accounts (ACCOUNT LOCK)
-// and system accounts.
-func mysqlAccounts(dsn string) ([]report.Account, []report.Excluded, error) {
-	cfg, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		return nil, nil, err
-	}
-	cfg.Timeout = 10 * time.Second
-	connector, err := mysql.NewConnector(cfg)
-	if err != nil {
-		return nil, nil, err
-	}
-	db := sql.OpenDB(connector)
-	defer db.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	// MariaDB 10.4+: roles in mysql.user.is_role, the lock in
-	// mysql.global_priv's JSON. MySQL: mysql.user.account_locked, no roles
-	// column. Older servers: neither.
-	queries := []string{
-		"SELECT u.User, u.Host, u.is_role = 'Y', IFNULL(JSON_VALUE(g.Priv, '$.account_locked'), 0) = 1 FROM mysql.user u LEFT JOIN mysql.global_priv g ON g.User = u.User AND g.Host = u.Host WHERE u.User <> ''",
-		"SELECT User, Host, 0, account_locked = 'Y' FROM mysql.user WHERE User <> ''",
-		"SELECT User, Host, 0, 0 FROM mysql.user WHERE User <> ''",
-	}
-	var rows *sql.Rows
-	for _, q := range queries {
-		rows, err = db.QueryContext(ctx, q)
-		var merr *mysql.MySQLError
-		if errors.As(err, &merr) && (merr.Number == 1054 || merr.Number == 1146 || merr.Number == 1305) {
-			continue // unknown column, table or function: an older or other server
-		}
-		break
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("reading mysql.user: %w", err)
-	}
-	defer rows.Close()
-	var out []report.Account
-	var excluded []report.Excluded
-	for rows.Next() {
-		var a report.Account
-		var role, locked bool
-		if err := rows.Scan(&a.User, &a.Host, &role, &locked); err != nil {
-			return nil, nil, err
-		}
-		switch {
-		case role:
-			excluded = append(excluded, report.Excluded{User: a.User, Host: a.Host, Reason: "role"})
-		case systemAccounts[a.User] || a.User == "mysql" && a.Host == "localhost":
-			excluded = append(excluded, report.Excluded{User: a.User, Host: a.Host, Reason: "system account"})
-		case locked:
-			excluded = append(excluded, report.Excluded{User: a.User, Host: a.Host, Reason: "locked (ACCOUNT LOCK)"})
-		default:
-			out = append(out, a)
-		}
-	}
-	return out, excluded, rows.Err()
+	return source.File(name, r, input, popts, agg, stderr)
 }

@@ -1,4 +1,4 @@
-package main
+package source
 
 import (
 	"bytes"
@@ -15,7 +15,7 @@ import (
 	"github.com/auditlogin/auditlogin/report"
 )
 
-// esReport builds the report from an Elasticsearch index by aggregations
+// Elasticsearch builds the report from an Elasticsearch index by aggregations
 // (size 0): nothing is scanned on the agent's side. Totals and hours come in
 // one search; every list that grows with the fleet (servers, sources, root
 // origins, probes, accounts, last logins per account and source) is paged
@@ -25,7 +25,7 @@ import (
 // agent holds one page at a time. Distinct sources per account come from a
 // cardinality aggregation on ip (exact below a few thousand, approximate
 // above, as Elasticsearch documents).
-func esReport(ctx context.Context, esURL, pattern, apiKeyEnv string, opt report.Options) (*report.Report, error) {
+func Elasticsearch(ctx context.Context, esURL, pattern, apiKeyEnv string, opt report.Options) (*report.Report, error) {
 	u, err := url.Parse(esURL)
 	if err != nil || u.Scheme == "" {
 		return nil, fmt.Errorf("--es: %q is not a URL", esURL)
