@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/auditlogin/auditlogin"
 	"github.com/auditlogin/auditlogin/config"
 	"github.com/auditlogin/auditlogin/parser"
+	"github.com/auditlogin/auditlogin/outputs/elasticsearch"
 	"github.com/auditlogin/auditlogin/report"
 	"github.com/auditlogin/auditlogin/report/source"
 )
@@ -31,6 +33,11 @@ FILEs are the agent's NDJSON output, or raw logs in a supported format: each
 file's first line tells which (--input forces it).
 Stale accounts need the list of accounts: --mysql-dsn (reads mysql.user) or
 --accounts FILE (user@host lines).
+
+--config FILE reads a fleet's Elasticsearch instead, by aggregations, with
+the client its outputs.elasticsearch is configured with (hosts, password or
+API key from the config, the environment or a file, TLS); --es URL alone
+works for a cluster without authentication.
 `
 
 // cmdReport streams files into a report.
@@ -46,9 +53,10 @@ func cmdReport(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	dsn := fs.String("mysql-dsn", "", "read the accounts from mysql.user on this server (e.g. root:pass@tcp(127.0.0.1:3306)/)")
 	topN := fs.Int("top", 20, "rows of the top lists")
 	out := fs.String("o", "", "write the report to this file instead of stdout")
-	esURL := fs.String("es", "", "read from Elasticsearch at this URL (aggregations, no scan) instead of files; user:password@ in the URL for basic auth")
-	esIndex := fs.String("index", "auditlogin-*", "with --es: the index pattern")
+	esURL := fs.String("es", "", "read from Elasticsearch at this URL (aggregations, no scan) instead of files")
+	esIndex := fs.String("index", "", "with --es or --config: the index pattern (default: the output's, auditlogin-*)")
 	esKeyEnv := fs.String("es-api-key-env", "", "with --es: the environment variable holding an API key")
+	cfgPath := fs.String("config", "", "read from the Elasticsearch of this config's outputs.elasticsearch, with its client settings (hosts, auth, TLS)")
 	fs.Usage = func() { fmt.Fprint(stderr, reportUsage); fs.PrintDefaults() }
 	if err := fs.Parse(args); err != nil {
 		return exitConfig
@@ -97,13 +105,21 @@ func cmdReport(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	var rep *report.Report
 	status := exitOK
-	if *esURL != "" {
+	if *esURL != "" || *cfgPath != "" {
 		if fs.NArg() > 0 {
-			return fail("--es reads from Elasticsearch: give no files")
+			return fail("--es and --config read from Elasticsearch: give no files")
+		}
+		out, err := reportESClient(*cfgPath, *esURL, *esKeyEnv, stderr)
+		if err != nil {
+			return fail("%v", err)
+		}
+		pattern := *esIndex
+		if pattern == "" {
+			pattern = out.IndexPattern()
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		if rep, err = source.Elasticsearch(ctx, *esURL, *esIndex, *esKeyEnv, opt); err != nil {
+		if rep, err = source.Elasticsearch(ctx, out.Transport(), pattern, opt); err != nil {
 			fmt.Fprintf(stderr, "auditlogin report: %v\n", err)
 			return exitFail
 		}
@@ -183,4 +199,47 @@ func readInput(name string, stdin io.Reader, stderr io.Writer, input string, pop
 		}
 	}
 	return source.File(name, r, input, popts, agg, stderr)
+}
+
+// reportESClient is the Elasticsearch client of a report: the one the
+// agent's output uses, from --config (its outputs.elasticsearch: hosts,
+// username/password or API key from the config, the environment or a file,
+// TLS with a CA file or fingerprint, client certificates), --es overriding
+// its hosts; or, with --es alone, that URL (user:password@ in it is taken
+// as basic auth, but shows in ps: prefer --config) and --es-api-key-env.
+func reportESClient(cfgPath, esURL, keyEnv string, stderr io.Writer) (*elasticsearch.Output, error) {
+	log := newLogger(config.Log{Level: "warn", Format: "text"}, stderr)
+	if cfgPath != "" {
+		cfg, why, err := loadConfig(cfgPath, stderr)
+		if err != nil {
+			return nil, fmt.Errorf("--config: %v", err)
+		}
+		e := cfg.Outputs.Elasticsearch
+		if e == nil {
+			return nil, fmt.Errorf("--config: %s has no outputs.elasticsearch", why)
+		}
+		if esURL != "" {
+			c := *e
+			c.Hosts = []string{esURL}
+			e = &c
+		}
+		return newESOutput(e, log)
+	}
+	u, err := url.Parse(esURL)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return nil, fmt.Errorf("--es: %q is not a URL such as https://es-1:9200", esURL)
+	}
+	ec := elasticsearch.Config{Hosts: []string{(&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()}}
+	if u.User != nil {
+		ec.Username = u.User.Username()
+		ec.Password, _ = u.User.Password()
+	}
+	if keyEnv != "" {
+		key, ok := os.LookupEnv(keyEnv)
+		if !ok {
+			return nil, fmt.Errorf("--es-api-key-env: variable %s is not set", keyEnv)
+		}
+		ec.APIKey = key
+	}
+	return elasticsearch.New(ec)
 }

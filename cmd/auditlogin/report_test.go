@@ -410,3 +410,34 @@ log: {level: error}
 		}
 	}
 }
+
+// report reads Elasticsearch with the client the output is configured with
+// (--config: hosts, the password from a file), never with the password on
+// the command line.
+func TestReportFromElasticsearchWithTheOutputsClient(t *testing.T) {
+	es := estest.New()
+	defer es.Close()
+	dir := t.TempDir()
+	pwFile := filepath.Join(dir, "es-password")
+	os.WriteFile(pwFile, []byte("s3cret\n"), 0o600)
+	cfg := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`
+inputs: [{paths: ["../../examples/audit_login.log"], timezone: UTC}]
+registry: {path: %q}
+outputs: {elasticsearch: {hosts: [%q], username: auditor, password_file: %q}}
+log: {level: error}
+`, filepath.Join(dir, "r.json"), es.URL, pwFile)), 0o644)
+	if code, _, errs := runCmd(t, "", "run", "--once", "--config", cfg); code != 0 {
+		t.Fatalf("run: %s", errs)
+	}
+	es.Lock()
+	es.Username, es.Password = "auditor", "s3cret"
+	es.Unlock()
+	if code, _, errs := runCmd(t, "", "report", "--es", es.URL); code == 0 || !strings.Contains(errs, "401") {
+		t.Fatalf("without credentials: exit %d, %s", code, errs)
+	}
+	m := reportJSON(t, "--config", cfg)
+	if m["totals"].(map[string]any)["connections"] != 11.0 {
+		t.Fatalf("report through the output's client: %v", m["totals"])
+	}
+}

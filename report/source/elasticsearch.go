@@ -8,8 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/auditlogin/auditlogin/report"
@@ -25,30 +23,15 @@ import (
 // agent holds one page at a time. Distinct sources per account come from a
 // cardinality aggregation on ip (exact below a few thousand, approximate
 // above, as Elasticsearch documents).
-func Elasticsearch(ctx context.Context, esURL, pattern, apiKeyEnv string, opt report.Options) (*report.Report, error) {
-	u, err := url.Parse(esURL)
-	if err != nil || u.Scheme == "" {
-		return nil, fmt.Errorf("--es: %q is not a URL", esURL)
-	}
-	var apiKey string
-	if apiKeyEnv != "" {
-		key, ok := os.LookupEnv(apiKeyEnv)
-		if !ok {
-			return nil, fmt.Errorf("--es-api-key-env: variable %s is not set", apiKeyEnv)
-		}
-		apiKey = key
-	}
+func Elasticsearch(ctx context.Context, tp Transport, pattern string, opt report.Options) (*report.Report, error) {
 	search := func(body map[string]any) (int64, map[string]json.RawMessage, error) {
 		b, _ := json.Marshal(body)
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(esURL, "/")+"/"+url.PathEscape(pattern)+"/_search", bytes.NewReader(b))
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "/"+url.PathEscape(pattern)+"/_search", bytes.NewReader(b))
 		if err != nil {
 			return 0, nil, err
 		}
 		req.Header.Set("Content-Type", "application/json")
-		if apiKey != "" {
-			req.Header.Set("Authorization", "ApiKey "+apiKey)
-		}
-		res, err := http.DefaultClient.Do(req)
+		res, err := tp.Perform(req)
 		if err != nil {
 			return 0, nil, fmt.Errorf("--es: %w", err)
 		}
@@ -245,6 +228,13 @@ func Elasticsearch(ctx context.Context, esURL, pattern, apiKeyEnv string, opt re
 	}
 	report.Finish(r, opt)
 	return r, nil
+}
+
+// Transport performs requests against the cluster with the client the
+// Elasticsearch output is configured with (hosts, auth, TLS): the output's
+// Transport.
+type Transport interface {
+	Perform(*http.Request) (*http.Response, error)
 }
 
 // esPage is how many buckets one composite page asks for.
