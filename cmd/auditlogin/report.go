@@ -16,8 +16,8 @@ import (
 
 	"github.com/auditlogin/auditlogin"
 	"github.com/auditlogin/auditlogin/config"
-	"github.com/auditlogin/auditlogin/parser"
 	"github.com/auditlogin/auditlogin/outputs/elasticsearch"
+	"github.com/auditlogin/auditlogin/parser"
 	"github.com/auditlogin/auditlogin/report"
 	"github.com/auditlogin/auditlogin/report/source"
 )
