@@ -11,13 +11,34 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/auditlogin/auditlogin/outputs/elasticsearch/estest"
 )
+
+var (
+	reportSchemaOnce sync.Once
+	reportSch        *jsonschema.Schema
+	reportSchErr     error
+)
+
+func reportSchema(t *testing.T) *jsonschema.Schema {
+	t.Helper()
+	reportSchemaOnce.Do(func() {
+		c := jsonschema.NewCompiler()
+		c.AssertFormat()
+		reportSch, reportSchErr = c.Compile("../../docs/report.schema.json")
+	})
+	if reportSchErr != nil {
+		t.Fatal(reportSchErr)
+	}
+	return reportSch
+}
 
 // reportJSON runs `auditlogin report --format json` and decodes the contract.
 func reportJSON(t *testing.T, args ...string) map[string]any {
@@ -29,6 +50,14 @@ func reportJSON(t *testing.T, args ...string) map[string]any {
 	var m map[string]any
 	if err := json.Unmarshal([]byte(out), &m); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+	// Every JSON report a test makes is held to the documented contract.
+	v, err := jsonschema.UnmarshalJSON(strings.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reportSchema(t).Validate(v); err != nil {
+		t.Fatalf("report does not match docs/report.schema.json: %v", err)
 	}
 	return m
 }
@@ -439,5 +468,24 @@ log: {level: error}
 	m := reportJSON(t, "--config", cfg)
 	if m["totals"].(map[string]any)["connections"] != 11.0 {
 		t.Fatalf("report through the output's client: %v", m["totals"])
+	}
+}
+
+// The schema is strict: an unknown key, or "not checked" with a list, fail.
+func TestReportSchemaIsStrict(t *testing.T) {
+	_, out, _ := runCmd(t, "", "report", "--format", "json", "--timezone", "UTC", "../../examples/audit_login.log")
+	for _, mutate := range []func(m map[string]any){
+		func(m map[string]any) { m["extra"] = 1 },
+		func(m map[string]any) { m["stale_accounts"] = []any{} },
+		func(m map[string]any) { delete(m["totals"].(map[string]any), "servers") },
+	} {
+		var m map[string]any
+		json.Unmarshal([]byte(out), &m)
+		mutate(m)
+		data, _ := json.Marshal(m)
+		v, _ := jsonschema.UnmarshalJSON(strings.NewReader(string(data)))
+		if reportSchema(t).Validate(v) == nil {
+			t.Errorf("schema accepts %s", data[:min(len(data), 200)])
+		}
 	}
 }
