@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sort"
 	"sync"
 	"time"
 
@@ -369,7 +370,22 @@ func runAgent(ctx context.Context, cfg config.Config, o agentOptions) error {
 	g.Go(func() error { return pipe.Run(ctx, lines) })
 	err = g.Wait()
 	st := pipe.Stats()
-	log.Info("stopped", "events", st.Events, "shipped", st.Shipped, "parse_errors", st.ParseErrors,
+	log.Info("stopped", "events", st.Events, mapAttr("shipped", st.Shipped), "parse_errors", st.ParseErrors,
 		"dead_lettered", st.DeadLettered, "commits", st.Commits, "elapsed", time.Since(start).Round(time.Millisecond).String())
 	return err
+}
+
+// mapAttr logs a map as a group of fields in key order (shipped.kafka=10 in
+// text, {"shipped":{"kafka":10}} in JSON), not as Go's map[kafka:10].
+func mapAttr[V any](key string, m map[string]V) slog.Attr {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	attrs := make([]slog.Attr, 0, len(keys))
+	for _, k := range keys {
+		attrs = append(attrs, slog.Any(k, m[k]))
+	}
+	return slog.Attr{Key: key, Value: slog.GroupValue(attrs...)}
 }

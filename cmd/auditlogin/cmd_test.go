@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"log/slog"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -55,7 +57,7 @@ func TestParseOutputMatchesSchema(t *testing.T) {
 	sch := eventSchema(t)
 	files, _ := filepath.Glob("../../parser/testdata/*/*.log")
 	files = append(files, "../../examples/audit_login.log")
-	code, out, _ := runCmd(t, "", append([]string{"parse", "--timezone", "Europe/Berlin"}, files...)...)
+	code, out, _ := runCmd(t, "", append([]string{"parse", "--format", "audit_login", "--timezone", "Europe/Berlin"}, files...)...)
 	if code != 0 {
 		t.Fatalf("exit %d", code)
 	}
@@ -225,5 +227,55 @@ func TestRunWithoutConfigUsesDemo(t *testing.T) {
 		if ev.Thread == "74153874" && (*ev.IP != "10.0.0.3" || ev.IPOriginal != "10.0.0.03") {
 			t.Errorf("the 7th record: ip %q, ip_original %q; want 10.0.0.3 and 10.0.0.03", *ev.IP, ev.IPOriginal)
 		}
+	}
+}
+
+// Every subcommand's -h/--help is its description and flags on stdout, exit
+// 0; an unknown flag is one line and a hint on stderr, exit 2; completion
+// scripts parse; the man page is made from the same help.
+func TestHelpCompletionAndMan(t *testing.T) {
+	for _, c := range []string{"run", "check", "parse", "report", "setup"} {
+		for _, h := range []string{"-h", "--help"} {
+			code, out, errs := runCmd(t, "", c, h)
+			if code != 0 || !strings.HasPrefix(out, "usage: auditlogin "+c) || !strings.Contains(out, "\nFlags:\n  -") || errs != "" {
+				t.Errorf("%s %s: exit %d, stdout %.80q, stderr %q", c, h, code, out, errs)
+			}
+		}
+		code, out, errs := runCmd(t, "", c, "--no-such-flag")
+		if code != 2 || out != "" || !strings.Contains(errs, "not defined: -no-such-flag") || !strings.Contains(errs, "auditlogin "+c+" --help") {
+			t.Errorf("%s --no-such-flag: exit %d, stderr %q", c, code, errs)
+		}
+	}
+	code, bash, _ := runCmd(t, "", "completion", "bash")
+	if code != 0 || !strings.Contains(bash, `report) opts="`) || !strings.Contains(bash, "--mysql-dsn") {
+		t.Fatalf("bash completion: %d %.200s", code, bash)
+	}
+	if sh, err := exec.LookPath("bash"); err == nil {
+		cmd := exec.Command(sh, "-n")
+		cmd.Stdin = strings.NewReader(bash)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("bash -n: %v %s", err, out)
+		}
+	}
+	for _, sh := range []string{"zsh", "fish"} {
+		if code, out, _ := runCmd(t, "", "completion", sh); code != 0 || !strings.Contains(out, "--stale-after") && !strings.Contains(out, "stale-after") {
+			t.Errorf("%s completion: %d %.200s", sh, code, out)
+		}
+	}
+	if code, _, _ := runCmd(t, "", "completion", "tcsh"); code != 2 {
+		t.Errorf("completion tcsh: exit %d, want 2", code)
+	}
+	code, man, _ := runCmd(t, "", "__man")
+	if code != 0 || !strings.HasPrefix(man, ".TH AUDITLOGIN 1") || !strings.Contains(man, ".SS report") || !strings.Contains(man, "\\-\\-stale\\-after") && !strings.Contains(man, "-stale-after") {
+		t.Fatalf("man page: %d %.300s", code, man)
+	}
+}
+
+// Maps in log lines are fields, in key order, not Go's map[...] text.
+func TestMapAttrLogsFields(t *testing.T) {
+	var b bytes.Buffer
+	slog.New(slog.NewTextHandler(&b, nil)).Info("stopped", mapAttr("shipped", map[string]int64{"kafka": 10, "elasticsearch": 9}))
+	if !strings.Contains(b.String(), "shipped.elasticsearch=9 shipped.kafka=10") || strings.Contains(b.String(), "map[") {
+		t.Fatalf("%s", b.String())
 	}
 }

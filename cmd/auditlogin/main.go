@@ -76,7 +76,10 @@ Usage:
   auditlogin setup   [--config FILE] [--kibana URL] [--export-kibana FILE]
                                                  install the Elasticsearch index template and ILM policy,
                                                  and the Kibana data view and dashboard (idempotent)
+  auditlogin completion bash|zsh|fish            print a shell completion script
   auditlogin version                             print the version
+
+Every command takes -h/--help.
 
 Without --config, run and check use $AUDITLOGIN_CONFIG, then ./auditlogin.yaml, then
 /etc/auditlogin/auditlogin.yaml; with none of them, run uses a built-in demo configuration
@@ -111,6 +114,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdReport(rest, stdin, stdout, stderr)
 	case "setup":
 		return cmdSetup(rest, stdout, stderr)
+	case "completion":
+		return cmdCompletion(rest, stdout, stderr)
+	case "__man":
+		return cmdMan(stdout)
 	case canReadCmd:
 		return cmdCanRead(rest, stdout)
 	case "version", "--version", "-v":
@@ -182,12 +189,11 @@ func newLogger(cfg config.Log, w io.Writer) *slog.Logger {
 
 func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "config file")
 	once := fs.Bool("once", false, "read every file to its end, ship, commit and exit (no following)")
 	dryRun := fs.Bool("dry-run", false, "read and parse as configured from the committed offsets, print what would be shipped to stdout (rejections to stderr), send and commit nothing, exit at the end")
-	if err := fs.Parse(args); err != nil {
-		return exitConfig
+	if done, code := parseFlags(fs, args, stdout, stderr); done {
+		return code
 	}
 	cfg, why, err := loadConfig(*cfgPath, stderr)
 	if err != nil {
@@ -263,11 +269,10 @@ func runUntilReload(ctx context.Context, cfg config.Config, hup <-chan os.Signal
 
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "config file")
 	asUser := fs.String("user", "", "check that this user (the service's, e.g. auditlogin) can read the log files; needs root")
-	if err := fs.Parse(args); err != nil {
-		return exitConfig
+	if done, code := parseFlags(fs, args, stdout, stderr); done {
+		return code
 	}
 	path, why, demo := resolveConfig(*cfgPath)
 	if demo {

@@ -17,18 +17,13 @@ import (
 // rejected record on stderr as FILE:OFFSET: reason.
 func cmdParse(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("parse", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	format := fs.String("format", parser.FormatAuditLogin, "source format: "+strings.Join(parser.Formats(), ", ")+", or auto (detected per file)")
+	format := fs.String("format", parser.FormatAuto, "source format: auto (detected per file) or one of "+strings.Join(parser.Formats(), ", "))
 	tz := fs.String("timezone", "Local", "zone of the server's local timestamps (IANA name, Local or UTC)")
 	myhost := fs.String("myhost", "", "server name for formats whose records lack it (default: this host's name)")
 	logouts := fs.Bool("logouts", false, "keep logout events")
 	strict := fs.Bool("strict", false, "exit 1 when any record is rejected")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: auditlogin parse [--format NAME] [--timezone ZONE] [--strict] [FILE...]")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return exitConfig
+	if done, code := parseFlags(fs, args, stdout, stderr); done {
+		return code
 	}
 	loc, err := config.LoadLocation(*tz)
 	if err != nil {

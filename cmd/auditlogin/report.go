@@ -43,7 +43,6 @@ works for a cluster without authentication.
 // cmdReport streams files into a report.
 func cmdReport(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	format := fs.String("format", "text", "output: "+strings.Join(report.Formats, ", "))
 	input := fs.String("input", "auto", "input: auto, ndjson, or a log format ("+strings.Join(parser.Formats(), ", ")+")")
 	tz := fs.String("timezone", "Local", "zone of raw logs' local timestamps")
@@ -57,9 +56,8 @@ func cmdReport(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	esIndex := fs.String("index", "", "with --es or --config: the index pattern (default: the output's, auditlogin-*)")
 	esKeyEnv := fs.String("es-api-key-env", "", "with --es: the environment variable holding an API key")
 	cfgPath := fs.String("config", "", "read from the Elasticsearch of this config's outputs.elasticsearch, with its client settings (hosts, auth, TLS)")
-	fs.Usage = func() { fmt.Fprint(stderr, reportUsage); fs.PrintDefaults() }
-	if err := fs.Parse(args); err != nil {
-		return exitConfig
+	if done, code := parseFlags(fs, args, stdout, stderr); done {
+		return code
 	}
 	fail := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "auditlogin report: "+format+"\n", a...)

@@ -16,12 +16,11 @@ import (
 // index template, and (with --kibana) the data view and dashboard.
 func cmdSetup(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("setup", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "config file (its outputs.elasticsearch is used)")
 	kibana := fs.String("kibana", "", "Kibana URL to import the data view, visualizations and dashboard into")
 	export := fs.String("export-kibana", "", "write the Kibana saved objects (NDJSON, for a manual import) to this file and exit")
-	if err := fs.Parse(args); err != nil {
-		return exitConfig
+	if done, code := parseFlags(fs, args, stdout, stderr); done {
+		return code
 	}
 	cfg, why, err := loadConfig(*cfgPath, stderr)
 	if err != nil {
