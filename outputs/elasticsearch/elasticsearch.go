@@ -61,6 +61,7 @@ type Config struct {
 type Output struct {
 	cfg   Config
 	tp    *elastictransport.Client
+	kb    *http.Client // Kibana: the same TLS (CA file, client certificate) and auth
 	index *indexTemplate
 }
 
@@ -125,7 +126,8 @@ func New(cfg Config) (*Output, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Output{cfg: cfg, tp: tp, index: it}, nil
+	kbTr := httpTr.Clone()
+	return &Output{cfg: cfg, tp: tp, index: it, kb: &http.Client{Transport: kbTr, Timeout: cfg.Timeout}}, nil
 }
 
 // Name implements auditlogin.Output.

@@ -17,6 +17,8 @@ type bucket struct {
 	field string
 	size  int
 	split bool // a split series (colors) rather than rows/x-axis
+	// filters: one row per KQL query (label: query) instead of terms on field
+	filters [][2]string
 }
 
 // dashboardVisualizations answer the questions the audit log exists for.
@@ -34,8 +36,21 @@ var dashboardVisualizations = []vis{
 	{id: "auditlogin-failed", title: "Failed logins by account and source", chart: "table", query: "type:failed_login",
 		buckets: []bucket{{field: "user", size: 50}, {field: "ip", size: 10}}},
 	{id: "auditlogin-brute-force-new-source", title: "Brute force and new sources", chart: "table", query: "tags:brute_force or tags:new_source",
-		buckets: []bucket{{field: "tags", size: 2}, {field: "ip", size: 20}, {field: "user", size: 20}}},
+		// One row per tag by a filters aggregation: a top-2 terms split on
+		// tags tied with "failed", which every brute-force event also has.
+		buckets: []bucket{{filters: [][2]string{{"brute force", "tags:brute_force"}, {"new source", "tags:new_source"}}},
+			{field: "ip", size: 20}, {field: "user", size: 20}}},
 }
+
+// The saved objects are written in the format these Kibana migrations
+// produce (legacy visState visualizations, 8.0 panels): an import into a
+// newer Kibana runs only the migrations after them, none before.
+const (
+	migratedCore          = "8.0.0"
+	migratedIndexPattern  = "8.0.0"
+	migratedVisualization = "8.0.0"
+	migratedDashboard     = "8.0.0"
+)
 
 func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
@@ -58,6 +73,16 @@ func (v vis) object() map[string]any {
 		if b.split {
 			schema = "group"
 		}
+		if len(b.filters) > 0 {
+			var fs []any
+			for _, f := range b.filters {
+				fs = append(fs, map[string]any{"label": f[0], "input": map[string]any{"query": f[1], "language": "kuery"}})
+			}
+			aggs = append(aggs, map[string]any{"id": mustJSON(n), "enabled": true, "type": "filters", "schema": schema,
+				"params": map[string]any{"filters": fs}})
+			n++
+			continue
+		}
 		aggs = append(aggs, map[string]any{"id": mustJSON(n), "enabled": true, "type": "terms", "schema": schema,
 			"params": map[string]any{"field": b.field, "size": b.size, "order": "desc", "orderBy": "1", "missingBucket": true, "missingBucketLabel": "(null)"}})
 		n++
@@ -67,7 +92,7 @@ func (v vis) object() map[string]any {
 		params = map[string]any{"type": "histogram", "addLegend": true, "legendPosition": "right", "addTooltip": true}
 	}
 	return map[string]any{
-		"type": "visualization", "id": v.id,
+		"type": "visualization", "id": v.id, "coreMigrationVersion": migratedCore, "typeMigrationVersion": migratedVisualization,
 		"attributes": map[string]any{
 			"title":       v.title,
 			"description": "auditlogin",
@@ -90,7 +115,7 @@ func KibanaObjects(pattern string) []byte {
 		buf.Write(b)
 		buf.WriteByte('\n')
 	}
-	write(map[string]any{"type": "index-pattern", "id": "auditlogin",
+	write(map[string]any{"type": "index-pattern", "id": "auditlogin", "coreMigrationVersion": migratedCore, "typeMigrationVersion": migratedIndexPattern,
 		"attributes": map[string]any{"title": pattern, "timeFieldName": "@timestamp", "name": "MySQL logins (auditlogin)"}})
 	var panels, refs []any
 	for i, v := range dashboardVisualizations {
@@ -108,7 +133,7 @@ func KibanaObjects(pattern string) []byte {
 			"panelRefName": ref, "embeddableConfig": map[string]any{}, "version": "8.0.0"})
 		refs = append(refs, map[string]any{"name": ref, "type": "visualization", "id": v.id})
 	}
-	write(map[string]any{"type": "dashboard", "id": "auditlogin-dashboard",
+	write(map[string]any{"type": "dashboard", "id": "auditlogin-dashboard", "coreMigrationVersion": migratedCore, "typeMigrationVersion": migratedDashboard,
 		"attributes": map[string]any{
 			"title":       "MySQL logins",
 			"description": "Who logs in, from where, how often; root, probes, failures, brute force, new sources (auditlogin)",

@@ -246,7 +246,7 @@ func (o *Output) kibanaImport(ctx context.Context, base string) (string, error) 
 		json.Unmarshal(line, &want)
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/saved_objects/"+want.Type+"/"+want.ID, nil)
 		o.kibanaAuth(req)
-		res, err := http.DefaultClient.Do(req)
+		res, err := o.kb.Do(req)
 		if err != nil {
 			return "", fmt.Errorf("cannot reach Kibana at %s: %w", base, err)
 		}
@@ -273,7 +273,7 @@ func (o *Output) kibanaImport(ctx context.Context, base string) (string, error) 
 	req.Header.Set("Content-Type", mw.FormDataContentType())
 	req.Header.Set("kbn-xsrf", "auditlogin")
 	o.kibanaAuth(req)
-	res, err := http.DefaultClient.Do(req)
+	res, err := o.kb.Do(req)
 	if err != nil {
 		return "", fmt.Errorf("cannot reach Kibana at %s: %w", base, err)
 	}

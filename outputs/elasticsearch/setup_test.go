@@ -101,3 +101,31 @@ func TestKibanaObjectsFileIsCurrent(t *testing.T) {
 		}
 	}
 }
+
+// Every saved object says which migrations its format has had; the brute
+// force panel counts each tag with a filters aggregation (a terms split on
+// tags would tie them with "failed").
+func TestKibanaObjectsMigrationsAndFilters(t *testing.T) {
+	for _, line := range bytes.Split(bytes.TrimSpace(KibanaObjects("auditlogin-*")), []byte("\n")) {
+		var o struct {
+			Type, ID             string
+			CoreMigrationVersion string `json:"coreMigrationVersion"`
+			TypeMigrationVersion string `json:"typeMigrationVersion"`
+			Attributes           struct {
+				VisState string `json:"visState"`
+			} `json:"attributes"`
+		}
+		if err := json.Unmarshal(line, &o); err != nil {
+			t.Fatal(err)
+		}
+		if o.CoreMigrationVersion == "" || o.TypeMigrationVersion == "" {
+			t.Errorf("%s %s has no migration versions", o.Type, o.ID)
+		}
+		if o.ID == "auditlogin-brute-force-new-source" {
+			if !strings.Contains(o.Attributes.VisState, `"type":"filters"`) || !strings.Contains(o.Attributes.VisState, `tags:brute_force`) ||
+				strings.Contains(o.Attributes.VisState, `"field":"tags"`) {
+				t.Errorf("brute force panel: %s", o.Attributes.VisState)
+			}
+		}
+	}
+}
