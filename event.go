@@ -68,11 +68,23 @@ type Event struct {
 	Fields     map[string]string // static fields from the config (fields:)
 	Agent      *AgentInfo        // agent.hostname / agent.version
 
+	// Route, set by a route processor, sends the event to another Kafka
+	// topic or Elasticsearch index than the output's. It is not part of
+	// the event's JSON (a spool keeps it beside).
+	Route Route
+
 	// Encoded is the event's JSON, filled once by the pipeline before the
 	// batch goes to the outputs, which share it read-only.
 	Encoded []byte
 
 	batch *batch // the pipeline's batch this event is acknowledged with
+}
+
+// Route is an event's destination other than its output's: a Kafka topic,
+// an Elasticsearch index (with %{+yyyy.MM.dd} as in outputs.elasticsearch.index).
+type Route struct {
+	Topic string
+	Index string
 }
 
 // AgentInfo names the agent that shipped an event.

@@ -28,6 +28,11 @@ type PipelineConfig struct {
 	// Normalize (id, canonical ip), before the event is encoded.
 	Enrich func(*Event)
 
+	// Keep, when set, is called after Enrich: false drops the event (a
+	// drop_event processor): it is acknowledged, not shipped, and counted
+	// in Stats.Dropped.
+	Keep func(*Event) bool
+
 	// Spools, when set, gives an output (by its Name) an on-disk buffer:
 	// when it falls behind the other outputs, or is down, what it cannot
 	// take goes there instead of holding reading back (see Spool).
@@ -54,6 +59,7 @@ type Stats struct {
 	Records             int64            // records completed (events, rejections and skips)
 	Events              int64            // events parsed
 	ParseErrors         int64            // records rejected by the parser
+	Dropped             int64            // events dropped by processors
 	DeadLettered        int64            // records and events written to the dead-letter file
 	Shipped             map[string]int64 // events delivered, per output
 	Retries             map[string]int64 // failed Write calls, per output
@@ -87,8 +93,8 @@ type Pipeline struct {
 	stopCtx context.Context // cancelled: stop taking lines
 	hardCtx context.Context // cancelled: stop delivering
 
-	lines, records, events, parseErrors, deadLettered, commits atomic.Int64
-	lastCommit                                                 atomic.Int64 // unix nanoseconds
+	lines, records, events, parseErrors, deadLettered, commits, dropped atomic.Int64
+	lastCommit                                                          atomic.Int64 // unix nanoseconds
 
 	errMu        sync.Mutex
 	errsByFormat map[string]int64
@@ -177,7 +183,7 @@ func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
 func (p *Pipeline) Stats() Stats {
 	s := Stats{
 		Lines: p.lines.Load(), Records: p.records.Load(), Events: p.events.Load(),
-		ParseErrors: p.parseErrors.Load(), DeadLettered: p.deadLettered.Load(),
+		ParseErrors: p.parseErrors.Load(), DeadLettered: p.deadLettered.Load(), Dropped: p.dropped.Load(),
 		Commits: p.commits.Load(), Shipped: map[string]int64{}, Retries: map[string]int64{},
 		Retried: map[string]int64{}, Down: map[string]bool{}, ParseErrorsByFormat: map[string]int64{},
 		Spooling: map[string]bool{}, Spool: map[string]SpoolStats{}, SpoolFailing: map[string]bool{},
@@ -341,6 +347,12 @@ func (p *Pipeline) emit(rec Record) {
 		if p.cfg.Enrich != nil {
 			p.cfg.Enrich(ev)
 		}
+		if p.cfg.Keep != nil && !p.cfg.Keep(ev) {
+			p.dropped.Add(1)
+			rec.Event = nil // acknowledged like a skipped record
+		}
+	}
+	if ev := rec.Event; ev != nil {
 		// Encode into a reused buffer, then keep an exact-size copy: one
 		// allocation per event, no slack held while it is in flight.
 		p.scratch = ev.AppendJSON(p.scratch[:0])

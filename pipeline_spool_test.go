@@ -316,3 +316,24 @@ func TestPipelineStopDoesNotWaitForTheSpool(t *testing.T) {
 		t.Fatal("the spool is empty after a stop with the output down")
 	}
 }
+
+// Events a processor drops are acknowledged (offsets move past them),
+// counted, and not shipped.
+func TestPipelineKeepDropsAndAcknowledges(t *testing.T) {
+	a := outputtest.NewFake("a")
+	cp := &memCheckpoint{}
+	p := newPipeline(t, []auditlogin.Output{a}, cp, nil, func(c *auditlogin.PipelineConfig) {
+		c.Keep = func(ev *auditlogin.Event) bool { return len(ev.Thread)%2 == 1 } // threads 0-9 and 100-999 kept
+	})
+	ch := make(chan []auditlogin.Line)
+	done := make(chan error)
+	go func() { done <- p.Run(context.Background(), ch) }()
+	feed(ch, 0, 1000, nil)
+	close(ch)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got, st := len(a.Delivered()), p.Stats(); got != 910 || st.Dropped != 90 || cp.get(fileA) != 10000 {
+		t.Fatalf("delivered %d, dropped %d, committed %d", got, st.Dropped, cp.get(fileA))
+	}
+}

@@ -39,6 +39,48 @@ type Config struct {
 	Metrics    Metrics           `koanf:"metrics"`
 	Enrich     Enrich            `koanf:"enrich"`
 	Spool      Spool             `koanf:"spool"`
+	Processors []Processor       `koanf:"processors"`
+}
+
+// Processor is one step of processors:, applied to each event in order
+// after enrichment; exactly one of its keys is set.
+type Processor struct {
+	DropEvent *DropEvent `koanf:"drop_event"`
+	AddFields *AddFields `koanf:"add_fields"`
+	Route     *Route     `koanf:"route"`
+}
+
+// DropEvent drops the events its condition matches (not shipped, counted).
+type DropEvent struct {
+	When *Condition `koanf:"when"`
+}
+
+// AddFields adds static fields (fields.NAME) to the events its condition
+// matches (all when it has none).
+type AddFields struct {
+	Fields map[string]string `koanf:"fields"`
+	When   *Condition        `koanf:"when"`
+}
+
+// Route sends the events its condition matches to another Kafka topic
+// and/or Elasticsearch index than the output's.
+type Route struct {
+	Topic string     `koanf:"topic"`
+	Index string     `koanf:"index"`
+	When  *Condition `koanf:"when"`
+}
+
+// Condition is a plain match on event fields: every key set must hold.
+// equals: field → value (fields.NAME for static fields; "" matches null);
+// network: field (ip) → CIDRs, any of them; has_tags: every tag present;
+// and/or/not combine conditions.
+type Condition struct {
+	Equals  map[string]string   `koanf:"equals"`
+	Network map[string][]string `koanf:"network"`
+	HasTags []string            `koanf:"has_tags"`
+	And     []Condition         `koanf:"and"`
+	Or      []Condition         `koanf:"or"`
+	Not     *Condition          `koanf:"not"`
 }
 
 // Spool configures the outputs' on-disk buffers: an output that is down,

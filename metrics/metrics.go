@@ -242,6 +242,7 @@ var (
 	descEvents    = prometheus.NewDesc("auditlogin_events_parsed_total", "Events parsed.", nil, nil)
 	descShipped   = prometheus.NewDesc("auditlogin_events_shipped_total", "Events delivered, per output.", []string{"output"}, nil)
 	descParseErr  = prometheus.NewDesc("auditlogin_parse_failures_total", "Records the parser rejected, per format.", []string{"format"}, nil)
+	descDropped   = prometheus.NewDesc("auditlogin_events_dropped_total", "Events dropped by processors (drop_event).", nil, nil)
 	descDead      = prometheus.NewDesc("auditlogin_dead_lettered_total", "Records and events written to the dead-letter file.", nil, nil)
 	descOutErr    = prometheus.NewDesc("auditlogin_output_errors_total", "Failed deliveries (Write calls), per output.", []string{"output"}, nil)
 	descRetries   = prometheus.NewDesc("auditlogin_output_retries_total", "Events sent again after a failure, per output.", []string{"output"}, nil)
@@ -257,7 +258,7 @@ var (
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descLines, descEvents, descShipped, descParseErr, descDead, descOutErr, descRetries, descOutUp, descBehind, descCommitAge, descSpoolEv, descSpoolB, descSpoolAge, descSpooling, descSpoolFail, descBuild} {
+	for _, d := range []*prometheus.Desc{descLines, descEvents, descDropped, descShipped, descParseErr, descDead, descOutErr, descRetries, descOutUp, descBehind, descCommitAge, descSpoolEv, descSpoolB, descSpoolAge, descSpooling, descSpoolFail, descBuild} {
 		ch <- d
 	}
 }
@@ -270,6 +271,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descLines, st.Lines)
 	counter(descEvents, st.Events)
 	counter(descDead, st.DeadLettered)
+	counter(descDropped, st.Dropped)
 	for o, n := range st.Shipped {
 		counter(descShipped, n, o)
 		counter(descOutErr, st.Retries[o], o)

@@ -7,7 +7,9 @@
 //
 //	0000000000000001.seg   records: length (4 bytes, little endian), CRC-32C
 //	0000000000000002.seg   of the rest (4), append time in unix nanoseconds
-//	...                    (8), the event's JSON
+//	...                    (8), then the payload: the length of the route
+//	                       (2), the route ("topic\0index", a route
+//	                       processor's, usually empty), the event's JSON
 //	acked                  {"segment":N,"offset":X}: every record before
 //	                       offset X of segment N (and every older segment)
 //	                       is delivered
@@ -240,20 +242,28 @@ func (s *Spool) Append(ctx context.Context, evs []*auditlogin.Event) error {
 		return nil
 	}
 	now := time.Now().UnixNano()
+	route := func(ev *auditlogin.Event) string {
+		if ev.Route == (auditlogin.Route{}) {
+			return ""
+		}
+		return ev.Route.Topic + "\x00" + ev.Route.Index
+	}
 	size := 0
 	for _, ev := range evs {
-		size += headerLen + len(ev.Encoded)
+		size += headerLen + 2 + len(route(ev)) + len(ev.Encoded)
 	}
 	buf := make([]byte, 0, size)
 	for _, ev := range evs {
-		var h [headerLen]byte
-		binary.LittleEndian.PutUint32(h[0:], uint32(len(ev.Encoded)))
-		binary.LittleEndian.PutUint64(h[8:], uint64(now))
-		c := crc32.Update(0, castagnoli, h[8:])
-		c = crc32.Update(c, castagnoli, ev.Encoded)
-		binary.LittleEndian.PutUint32(h[4:], c)
-		buf = append(buf, h[:]...)
+		r := route(ev)
+		start := len(buf)
+		buf = append(buf, make([]byte, headerLen)...)
+		buf = binary.LittleEndian.AppendUint16(buf, uint16(len(r)))
+		buf = append(buf, r...)
 		buf = append(buf, ev.Encoded...)
+		h := buf[start : start+headerLen]
+		binary.LittleEndian.PutUint32(h[0:], uint32(len(buf)-start-headerLen))
+		binary.LittleEndian.PutUint64(h[8:], uint64(now))
+		binary.LittleEndian.PutUint32(h[4:], crc32.Checksum(buf[start+8:], castagnoli))
 	}
 	stop := context.AfterFunc(ctx, func() {
 		s.mu.Lock()
@@ -377,7 +387,13 @@ func (s *Spool) Next(max int) ([]*auditlogin.Event, func(), error) {
 			if !ok {
 				break
 			}
-			data := append([]byte(nil), buf[off+headerLen:off+n]...)
+			payload := buf[off+headerLen : off+n]
+			var route string
+			if len(payload) >= 2 && int(binary.LittleEndian.Uint16(payload))+2 <= len(payload) {
+				rl := int(binary.LittleEndian.Uint16(payload))
+				route, payload = string(payload[2:2+rl]), payload[2+rl:]
+			}
+			data := append([]byte(nil), payload...)
 			if ev, derr := auditlogin.DecodeEvent(data); derr != nil {
 				// Written by this agent with a valid checksum: not expected.
 				// Acknowledged with its chunk, so that it cannot stop the spool.
@@ -388,6 +404,9 @@ func (s *Spool) Next(max int) ([]*auditlogin.Event, func(), error) {
 			} else {
 				if len(evs) == 0 {
 					ch.first = int64(binary.LittleEndian.Uint64(buf[off+8:]))
+				}
+				if topic, index, ok := strings.Cut(route, "\x00"); ok {
+					ev.Route = auditlogin.Route{Topic: topic, Index: index}
 				}
 				evs = append(evs, ev)
 			}

@@ -236,3 +236,19 @@ func TestFullSpoolBlocksAppend(t *testing.T) {
 	rest := take(t, s, i+50-200, 100)
 	sameIDs(t, rest, ids(evs[200:i+50]))
 }
+
+// A route processor's destination is kept with the spooled event.
+func TestRouteIsKept(t *testing.T) {
+	s := open(t, t.TempDir(), 0, 0)
+	evs := outputtest.Events(3, "r")
+	evs[1].Route = auditlogin.Route{Topic: "security", Index: "security-%{+yyyy.MM}"}
+	s.Append(context.Background(), evs)
+	got, ack, err := s.Next(10)
+	if err != nil || len(got) != 3 {
+		t.Fatalf("%d %v", len(got), err)
+	}
+	ack()
+	if got[0].Route != (auditlogin.Route{}) || got[1].Route != evs[1].Route || string(got[1].Encoded) != string(evs[1].Encoded) {
+		t.Fatalf("routes %+v %+v", got[0].Route, got[1].Route)
+	}
+}

@@ -24,6 +24,7 @@ import (
 	"github.com/auditlogin/auditlogin/outputs/kafka"
 	"github.com/auditlogin/auditlogin/outputs/stdout"
 	"github.com/auditlogin/auditlogin/parser"
+	"github.com/auditlogin/auditlogin/processors"
 	"github.com/auditlogin/auditlogin/spool"
 	"github.com/auditlogin/auditlogin/tailer"
 )
@@ -311,6 +312,15 @@ func runAgent(ctx context.Context, cfg config.Config, o agentOptions) error {
 			}})
 		onBatch = msrv.ObserveBatch
 	}
+	var keep func(*auditlogin.Event) bool
+	if len(cfg.Processors) > 0 {
+		chain, err := processors.Compile(cfg.Processors)
+		if err != nil {
+			closeAll()
+			return err
+		}
+		keep = chain.Apply
+	}
 	var spools map[string]auditlogin.Spool
 	if cfg.Spool.Enabled && !o.dryRun {
 		spools = map[string]auditlogin.Spool{}
@@ -329,7 +339,7 @@ func runAgent(ctx context.Context, cfg config.Config, o agentOptions) error {
 		}
 	}
 	pipe, err := auditlogin.NewPipeline(auditlogin.PipelineConfig{
-		Outputs: outs, Checkpoint: checkpoint, DeadLetter: dl, Logger: log, Enrich: enrichEvent, OnBatch: onBatch, Spools: spools,
+		Outputs: outs, Checkpoint: checkpoint, DeadLetter: dl, Logger: log, Enrich: enrichEvent, OnBatch: onBatch, Spools: spools, Keep: keep,
 		BatchSize: cfg.Pipeline.BatchSize, FlushInterval: flushInterval(cfg),
 		MaxInFlight: cfg.Pipeline.MaxInFlight, MaxInFlightBytes: int64(cfg.Pipeline.MaxInFlightBytes),
 		CommitInterval:  cfg.Registry.FlushInterval,

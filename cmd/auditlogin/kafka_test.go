@@ -255,3 +255,70 @@ log: {level: info, format: json}
 		t.Errorf("output failure logged %d times: want once per state change", n)
 	}
 }
+
+// processors: in the agent: the monitoring account dropped (counted),
+// failures routed to a security topic, a field added; the rest to the
+// output's topic.
+func TestProcessorsRouteDropAndAdd(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "logins", "security"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "audit_login.log")
+	for i := 1; i <= 70; i++ {
+		user := "app"
+		if i%10 == 0 {
+			user = "monitor"
+		}
+		appendTo(t, logPath, pluginRecord(i, user))
+	}
+	cfg, err := config.LoadYAML([]byte(fmt.Sprintf(`
+inputs: [{paths: [%q], timezone: UTC}]
+registry: {path: %q}
+outputs:
+  kafka: {brokers: [%q], topic: logins}
+processors:
+  - drop_event: {when: {equals: {user: monitor}}}
+  - route: {topic: security, when: {equals: {type: failed_login}}}
+  - add_fields: {fields: {team: dba}}
+`, logPath, filepath.Join(dir, "registry.json"), c.ListenAddrs()[0])), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(knownFormat, formatNames()); err != nil {
+		t.Fatal(err)
+	}
+	if err := runAgent(context.Background(), cfg, agentOptions{once: true, stdout: io.Discard, stderr: io.Discard, log: slog.New(slog.DiscardHandler)}); err != nil {
+		t.Fatal(err)
+	}
+	// 70 records: 7 from monitor dropped; of the other 63, those with
+	// thread%7 == 0 are failed (10 of them, 70 and 14..63 minus 70).
+	failed, ok := 0, 0
+	for i := 1; i <= 70; i++ {
+		if i%10 == 0 {
+			continue
+		}
+		if i%7 == 0 {
+			failed++
+		} else {
+			ok++
+		}
+	}
+	sec := kafkaRecords(t, c.ListenAddrs()[0], "security", failed, 10*time.Second)
+	main := kafkaRecords(t, c.ListenAddrs()[0], "logins", ok, 10*time.Second)
+	if len(sec) != failed || len(main) != ok {
+		t.Fatalf("security holds %d (want %d), logins %d (want %d)", len(sec), failed, len(main), ok)
+	}
+	for _, r := range append(sec, main...) {
+		var ev map[string]any
+		json.Unmarshal(r.Value, &ev)
+		if ev["user"] == "monitor" || ev["fields"].(map[string]any)["team"] != "dba" {
+			t.Fatalf("shipped %s", r.Value)
+		}
+		if (r.Topic == "security") != (ev["type"] == "failed_login") {
+			t.Fatalf("%s went to %s", ev["type"], r.Topic)
+		}
+	}
+}

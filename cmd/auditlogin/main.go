@@ -24,6 +24,7 @@ import (
 
 	"github.com/auditlogin/auditlogin"
 	"github.com/auditlogin/auditlogin/config"
+	"github.com/auditlogin/auditlogin/processors"
 )
 
 // version is set at build time: -ldflags "-X main.version=$(git describe)".
@@ -160,6 +161,9 @@ func loadConfig(flagPath string, stderr io.Writer) (config.Config, string, error
 		return cfg, why, err
 	}
 	if err := cfg.Validate(knownFormat, formatNames()); err != nil {
+		return cfg, why, err
+	}
+	if _, err := processors.Compile(cfg.Processors); err != nil {
 		return cfg, why, err
 	}
 	if path != "" {

@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/elastic/elastic-transport-go/v8/elastictransport"
@@ -59,10 +60,11 @@ type Config struct {
 
 // Output is the Elasticsearch output.
 type Output struct {
-	cfg   Config
-	tp    *elastictransport.Client
-	kb    *http.Client // Kibana: the same TLS (CA file, client certificate) and auth
-	index *indexTemplate
+	cfg    Config
+	tp     *elastictransport.Client
+	kb     *http.Client // Kibana: the same TLS (CA file, client certificate) and auth
+	routes sync.Map     // a route processor's index → *indexTemplate
+	index  *indexTemplate
 }
 
 // New checks cfg and returns an Output (no request is made).
@@ -207,7 +209,20 @@ func (it *indexTemplate) render(ev *auditlogin.Event) string {
 func (o *Output) Workers() int { return o.cfg.Workers }
 
 // IndexFor returns the index (or data stream) an event goes to.
-func (o *Output) IndexFor(ev *auditlogin.Event) string { return o.index.render(ev) }
+func (o *Output) IndexFor(ev *auditlogin.Event) string {
+	if ev.Route.Index != "" { // a route processor's
+		if v, ok := o.routes.Load(ev.Route.Index); ok {
+			return v.(*indexTemplate).render(ev)
+		}
+		it, err := parseIndex(ev.Route.Index)
+		if err != nil {
+			it = &indexTemplate{parts: []indexPart{{lit: invalidIndexChars.ReplaceAllString(strings.ToLower(ev.Route.Index), "_")}}}
+		}
+		o.routes.Store(ev.Route.Index, it)
+		return it.render(ev)
+	}
+	return o.index.render(ev)
+}
 
 type bulkResponse struct {
 	Errors bool       `json:"errors"`

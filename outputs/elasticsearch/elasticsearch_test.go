@@ -244,3 +244,16 @@ func TestAuthTLSAndCheck(t *testing.T) {
 		t.Fatalf("unknown CA: %v", err)
 	}
 }
+
+// A route processor's index, date pattern included, replaces the output's.
+func TestRoutedIndex(t *testing.T) {
+	o := newOutput(t, Config{Hosts: []string{"http://127.0.0.1:9"}})
+	ev := outputtest.Events(1, "r")[0]
+	if got := o.IndexFor(ev); got != "auditlogin-2026.11.25" {
+		t.Fatalf("default index %q", got)
+	}
+	ev.Route.Index = "security-%{+yyyy.MM}"
+	if got := o.IndexFor(ev); got != "security-2026.11" {
+		t.Fatalf("routed index %q", got)
+	}
+}

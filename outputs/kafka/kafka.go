@@ -250,6 +250,9 @@ var invalidTopicChars = regexp.MustCompile(`[^a-zA-Z0-9._-]`)
 // topic returns the event's topic: the template with each ${field} replaced
 // by the field's value, characters Kafka does not allow turned into '_'.
 func (o *Output) topic(ev *auditlogin.Event) string {
+	if ev.Route.Topic != "" { // a route processor's
+		return invalidTopicChars.ReplaceAllString(ev.Route.Topic, "_")
+	}
 	return templateVar.ReplaceAllStringFunc(o.cfg.Topic, func(m string) string {
 		v, _ := ev.Field(m[2 : len(m)-1])
 		if v == "" {
@@ -354,7 +357,7 @@ func (o *Output) Write(ctx context.Context, batch []*auditlogin.Event) error {
 			continue
 		}
 		topic := o.cfg.Topic
-		if o.templated {
+		if o.templated || ev.Route.Topic != "" {
 			topic = o.topic(ev)
 		}
 		parts, err := o.partitionsOf(ctx, topic)
