@@ -178,42 +178,61 @@ func feedAsync(ch chan<- []auditlogin.Line, from, n int) (taken *atomic.Int64, d
 	return taken, done
 }
 
-// A full spool holds reading back (nothing is dropped) until the output
-// takes events again; then everything is delivered.
-func TestPipelineFullSpoolBlocksReadingAndResumes(t *testing.T) {
+// downWithSpool runs a pipeline whose one output "b" is down, with sp as
+// its spool, fed n lines in the background. finish brings b back, waits
+// for the feed and the run to end, and checks that b got every event and
+// the offset reached the end.
+func downWithSpool(t *testing.T, sp auditlogin.Spool, n int) (p *auditlogin.Pipeline, taken *atomic.Int64, finish func()) {
+	t.Helper()
 	b := outputtest.NewFake("b")
 	b.FailNext(1<<30, nil)
-	sp, err := spool.Open(spool.Config{Dir: t.TempDir(), MaxBytes: 256 << 10, SegmentBytes: 64 << 10})
-	if err != nil {
-		t.Fatal(err)
-	}
 	cp := &memCheckpoint{}
-	p := newPipeline(t, []auditlogin.Output{b}, cp, nil, func(c *auditlogin.PipelineConfig) {
+	p = newPipeline(t, []auditlogin.Output{b}, cp, nil, func(c *auditlogin.PipelineConfig) {
 		c.Spools = map[string]auditlogin.Spool{"b": sp}
 	})
 	ch := make(chan []auditlogin.Line)
 	done := make(chan error)
 	go func() { done <- p.Run(context.Background(), ch) }()
-	const n = 7 * 1000 // about 2 MB encoded: eight times the spool
 	taken, fed := feedAsync(ch, 0, n)
+	return p, taken, func() {
+		t.Helper()
+		b.FailNext(0, nil)
+		<-fed
+		close(ch)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		wantAll(t, "b", b.Delivered(), n)
+		if got := cp.get(fileA); got != int64(n)*10 {
+			t.Fatalf("committed %d, want %d", got, n*10)
+		}
+	}
+}
+
+// waitStopped waits until reading has not moved for 100 ms.
+func waitStopped(t *testing.T, taken *atomic.Int64) int64 {
+	t.Helper()
 	waitFor(t, "reading to stop", func() bool {
 		before := taken.Load()
 		time.Sleep(100 * time.Millisecond)
 		return taken.Load() == before
 	})
-	if got, bytes := taken.Load(), sp.Stats().Bytes; got >= n || bytes > 256<<10 || bytes < 192<<10 {
-		t.Fatalf("reading stopped at %d lines of %d with %d bytes spooled: want it stopped by a full spool (bound 256 KiB)", got, n, bytes)
-	}
-	b.FailNext(0, nil)
-	<-fed
-	close(ch)
-	if err := <-done; err != nil {
+	return taken.Load()
+}
+
+// A full spool holds reading back (nothing is dropped) until the output
+// takes events again; then everything is delivered.
+func TestPipelineFullSpoolBlocksReadingAndResumes(t *testing.T) {
+	sp, err := spool.Open(spool.Config{Dir: t.TempDir(), MaxBytes: 256 << 10, SegmentBytes: 64 << 10})
+	if err != nil {
 		t.Fatal(err)
 	}
-	wantAll(t, "b", b.Delivered(), n)
-	if got := cp.get(fileA); got != n*10 {
-		t.Fatalf("committed %d, want %d", got, n*10)
+	const n = 7 * 1000 // about 2 MB encoded: eight times the spool
+	_, taken, finish := downWithSpool(t, sp, n)
+	if got, bytes := waitStopped(t, taken), sp.Stats().Bytes; got >= n || bytes > 256<<10 || bytes < 192<<10 {
+		t.Fatalf("reading stopped at %d lines of %d with %d bytes spooled: want it stopped by a full spool (bound 256 KiB)", got, n, bytes)
 	}
+	finish()
 }
 
 // The disk under the spool full: a clear state (SpoolFailing; reading waits
@@ -224,45 +243,22 @@ func TestPipelineSpoolOnAFullDisk(t *testing.T) {
 		t.Skip("needs root (a tmpfs)")
 	}
 	disk := tmpfs.Mount(t, 1<<20)
-	b := outputtest.NewFake("b")
-	b.FailNext(1<<30, nil)
 	sp, err := spool.Open(spool.Config{Dir: filepath.Join(disk, "spool"), SegmentBytes: 64 << 10})
 	if err != nil {
 		t.Fatal(err)
 	}
 	free := tmpfs.Fill(t, disk, 100<<10)
-	cp := &memCheckpoint{}
-	p := newPipeline(t, []auditlogin.Output{b}, cp, nil, func(c *auditlogin.PipelineConfig) {
-		c.Spools = map[string]auditlogin.Spool{"b": sp}
-	})
-	ch := make(chan []auditlogin.Line)
-	done := make(chan error)
-	go func() { done <- p.Run(context.Background(), ch) }()
 	const n = 7 * 1000
-	taken, fed := feedAsync(ch, 0, n)
+	p, taken, finish := downWithSpool(t, sp, n)
 	waitFor(t, "the spool to report that it cannot be written", func() bool { return p.Stats().SpoolFailing["b"] })
-	waitFor(t, "reading to stop", func() bool {
-		before := taken.Load()
-		time.Sleep(100 * time.Millisecond)
-		return taken.Load() == before
-	})
-	before := taken.Load()
+	before := waitStopped(t, taken)
 	if before >= n || !p.Stats().SpoolFailing["b"] {
 		t.Fatalf("with the spool's disk full and the output down: %d lines of %d read, spool failing %v", before, n, p.Stats().SpoolFailing["b"])
 	}
 	free()
 	waitFor(t, "the spool to be written again once there is space", func() bool { return !p.Stats().SpoolFailing["b"] })
 	waitFor(t, "reading to go on through the spool, the output still down", func() bool { return taken.Load() > before })
-	b.FailNext(0, nil)
-	<-fed
-	close(ch)
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	wantAll(t, "b", b.Delivered(), n)
-	if got := cp.get(fileA); got != n*10 {
-		t.Fatalf("committed %d, want %d", got, n*10)
-	}
+	finish()
 }
 
 // An output that keeps up never writes its spool.

@@ -54,6 +54,25 @@ func pluginRecord(thread int, user string) string {
 		time.Now().Format("2006-01-02 15:04:05"), typ, thread, user, priv, thread%50, thread%250, thread%200)
 }
 
+// agentStarter returns a function that starts the agent binary with
+// cfgPath, its stderr appended to logPath (one file across restarts).
+func agentStarter(t *testing.T, bin, cfgPath, logPath string) func() *exec.Cmd {
+	t.Helper()
+	agentLog, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { agentLog.Close() })
+	return func() *exec.Cmd {
+		cmd := exec.Command(bin, "run", "--config", cfgPath)
+		cmd.Stdout, cmd.Stderr = io.Discard, agentLog
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+}
+
 // chaosWriter plays the database server: it appends records and rotates its
 // log, alternating rename ("create") and copytruncate.
 type chaosWriter struct {
@@ -175,16 +194,7 @@ log: {level: debug, format: json}
 `, logPath, filepath.Join(dir, "data", "registry.json"), filepath.Join(outDir, "events.ndjson"), batch, maxInFlight)
 	cfgPath := filepath.Join(dir, "auditlogin.yaml")
 	os.WriteFile(cfgPath, []byte(cfg), 0o644)
-	agentLog, _ := os.Create(filepath.Join(dir, "agent.log"))
-	defer agentLog.Close()
-	startAgent := func() *exec.Cmd {
-		cmd := exec.Command(bin, "run", "--config", cfgPath)
-		cmd.Stdout, cmd.Stderr = io.Discard, agentLog
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		return cmd
-	}
+	startAgent := agentStarter(t, bin, cfgPath, filepath.Join(dir, "agent.log"))
 	dumpLog := func() {
 		data, _ := os.ReadFile(filepath.Join(dir, "agent.log"))
 		var keep []string

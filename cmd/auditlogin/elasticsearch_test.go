@@ -60,16 +60,7 @@ pipeline: {batch_size: 64, max_in_flight: 256, shutdown_timeout: 3s}
 tail: {scan_interval: 50ms, poll_interval: 10ms, rotate_wait: 300ms}
 log: {level: info, format: json}
 `, logPath, filepath.Join(dir, "registry.json"), es.URL)), 0o644)
-	agentLog, _ := os.Create(filepath.Join(dir, "agent.log"))
-	defer agentLog.Close()
-	start := func() *exec.Cmd {
-		cmd := exec.Command(bin, "run", "--config", cfgPath)
-		cmd.Stdout, cmd.Stderr = io.Discard, agentLog
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		return cmd
-	}
+	start := agentStarter(t, bin, cfgPath, filepath.Join(dir, "agent.log"))
 	w := &chaosWriter{path: logPath}
 	w.open(t)
 	const total = 2500

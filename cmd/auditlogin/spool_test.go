@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -87,16 +86,7 @@ tail: {scan_interval: 50ms, poll_interval: 10ms, rotate_wait: 300ms}
 spool: {max_bytes: 4MiB}
 log: {level: info, format: json}
 `, logPath, registry, c.ListenAddrs()[0], es.URL)), 0o644)
-	agentLog, _ := os.Create(filepath.Join(dir, "agent.log"))
-	defer agentLog.Close()
-	start := func() *exec.Cmd {
-		cmd := exec.Command(bin, "run", "--config", cfgPath)
-		cmd.Stdout, cmd.Stderr = io.Discard, agentLog
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		return cmd
-	}
+	start := agentStarter(t, bin, cfgPath, filepath.Join(dir, "agent.log"))
 	fail := func(format string, args ...any) {
 		t.Helper()
 		data, _ := os.ReadFile(filepath.Join(dir, "agent.log"))
