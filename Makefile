@@ -1,5 +1,5 @@
 # Build a static binary with its version stamped from git.
-VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+VERSION := $(shell packaging/version 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
 .PHONY: build test bench fuzz mutate
