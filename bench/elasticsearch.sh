@@ -40,6 +40,7 @@ YAML
 }
 # estest REFUSE: starts a test server; sets url and estest_pid
 estest() {
+	rm -f "$out/estest.url" # else the loop below may read the last server's URL, or the file truncated
 	"$out/estest" -refuse "$1" > "$out/estest.url" 2> "$out/estest.err" & estest_pid=$!
 	pids+=($estest_pid)
 	for _ in $(seq 50); do [ -s "$out/estest.url" ] && break; sleep 0.1; done
