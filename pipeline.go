@@ -656,16 +656,7 @@ func (p *Pipeline) runOutput(ctx, stopCtx context.Context, o *outState) {
 		if stopCtx.Err() != nil && o.spool != nil && len(queue) > 0 {
 			// Stopping: events read from the spool stay there (not yet
 			// acknowledged), so the stop need not wait for them.
-			kept, keptRetries := queue[:0:0], 0
-			for i, ev := range queue {
-				if ev.batch.onDone == nil {
-					kept = append(kept, ev)
-					if i < retryN {
-						keptRetries++
-					}
-				}
-			}
-			queue, retryN = kept, keptRetries
+			queue, retryN, _ = splitSpooled(queue, retryN)
 		}
 		if inFlight == 0 && (ctx.Err() != nil || (closed && len(queue) == 0 && !spoolUnread())) {
 			if wait != nil {
@@ -812,18 +803,7 @@ func (p *Pipeline) runOutput(ctx, stopCtx context.Context, o *outState) {
 // spoolQueue appends the queue's events that came through memory to o's
 // spool, and returns the queue without them.
 func (p *Pipeline) spoolQueue(ctx context.Context, o *outState, queue []*Event, retryN int) ([]*Event, int) {
-	var mem, keep []*Event
-	keptRetries := 0
-	for i, ev := range queue {
-		if ev.batch.onDone == nil {
-			mem = append(mem, ev)
-			continue
-		}
-		keep = append(keep, ev)
-		if i < retryN {
-			keptRetries++
-		}
-	}
+	mem, memRetries, keep := splitSpooled(queue, retryN)
 	if len(mem) == 0 {
 		return queue, retryN
 	}
@@ -835,7 +815,25 @@ func (p *Pipeline) spoolQueue(ctx context.Context, o *outState, queue []*Event, 
 			"output", o.out.Name(), "down", true)
 	}
 	p.doneAll(mem)
-	return keep, keptRetries
+	return keep, retryN - memRetries
+}
+
+// splitSpooled splits an output's queue into the events that came through
+// memory and those read back from its spool (they stay in the spool until
+// acknowledged), each in order; memRetries is how many of the first were
+// among the queue's first retryN (refused items).
+func splitSpooled(queue []*Event, retryN int) (mem []*Event, memRetries int, spooled []*Event) {
+	for i, ev := range queue {
+		if ev.batch.onDone != nil {
+			spooled = append(spooled, ev)
+			continue
+		}
+		mem = append(mem, ev)
+		if i < retryN {
+			memRetries++
+		}
+	}
+	return mem, memRetries, spooled
 }
 
 // refusalQuiet is how long an output must accept every item before the

@@ -164,6 +164,19 @@ func TestPipelineSpoolOutlivesARestart(t *testing.T) {
 	}
 }
 
+// runAll runs p over lines 0..n-1 to the end.
+func runAll(t *testing.T, p *auditlogin.Pipeline, n int) {
+	t.Helper()
+	ch := make(chan []auditlogin.Line)
+	done := make(chan error)
+	go func() { done <- p.Run(context.Background(), ch) }()
+	feed(ch, 0, n, nil)
+	close(ch)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
 // feedAsync feeds lines from..from+n in a goroutine and counts the chunks
 // taken; done is closed when all are.
 func feedAsync(ch chan<- []auditlogin.Line, from, n int) (taken *atomic.Int64, done chan struct{}) {
@@ -229,6 +242,8 @@ func TestPipelineFullSpoolBlocksReadingAndResumes(t *testing.T) {
 	}
 	const n = 7 * 1000 // about 2 MB encoded: eight times the spool
 	_, taken, finish := downWithSpool(t, sp, n)
+	// Filled first, then stopped: a pause of a loaded machine is no stop.
+	waitFor(t, "the spool to fill", func() bool { return sp.Stats().Bytes >= 192<<10 })
 	if got, bytes := waitStopped(t, taken), sp.Stats().Bytes; got >= n || bytes > 256<<10 || bytes < 192<<10 {
 		t.Fatalf("reading stopped at %d lines of %d with %d bytes spooled: want it stopped by a full spool (bound 256 KiB)", got, n, bytes)
 	}
@@ -269,14 +284,7 @@ func TestPipelineNoSpoolWrittenWhenNothingLags(t *testing.T) {
 	p := newPipeline(t, []auditlogin.Output{a}, &memCheckpoint{}, nil, func(c *auditlogin.PipelineConfig) {
 		c.Spools = map[string]auditlogin.Spool{"a": sp}
 	})
-	ch := make(chan []auditlogin.Line)
-	done := make(chan error)
-	go func() { done <- p.Run(context.Background(), ch) }()
-	feed(ch, 0, 5000, nil)
-	close(ch)
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	runAll(t, p, 5000)
 	if m, _ := filepath.Glob(filepath.Join(dir, "*.seg")); len(m) != 0 || p.Stats().Spooling["a"] {
 		t.Fatalf("a single output that keeps up wrote its spool: %v", m)
 	}
@@ -321,14 +329,7 @@ func TestPipelineKeepDropsAndAcknowledges(t *testing.T) {
 	p := newPipeline(t, []auditlogin.Output{a}, cp, nil, func(c *auditlogin.PipelineConfig) {
 		c.Keep = func(ev *auditlogin.Event) bool { return len(ev.Thread)%2 == 1 } // threads 0-9 and 100-999 kept
 	})
-	ch := make(chan []auditlogin.Line)
-	done := make(chan error)
-	go func() { done <- p.Run(context.Background(), ch) }()
-	feed(ch, 0, 1000, nil)
-	close(ch)
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	runAll(t, p, 1000)
 	if got, st := len(a.Delivered()), p.Stats(); got != 910 || st.Dropped != 90 || cp.get(fileA) != 10000 {
 		t.Fatalf("delivered %d, dropped %d, committed %d", got, st.Dropped, cp.get(fileA))
 	}

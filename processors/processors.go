@@ -149,33 +149,27 @@ func compileCond(c config.Condition, path string, add func(string, string, ...an
 		})
 		n++
 	}
-	if len(c.And) > 0 {
-		var subs []cond
-		for j, sc := range c.And {
-			subs = append(subs, compileCond(sc, fmt.Sprintf("%s.and[%d]", path, j), add))
+	// and: every sub-condition holds; or: at least one does.
+	for _, group := range []struct {
+		name string
+		cs   []config.Condition
+		want bool // the value that decides the group early
+	}{{"and", c.And, false}, {"or", c.Or, true}} {
+		if len(group.cs) == 0 {
+			continue
 		}
+		var subs []cond
+		for j, sc := range group.cs {
+			subs = append(subs, compileCond(sc, fmt.Sprintf("%s.%s[%d]", path, group.name, j), add))
+		}
+		want := group.want
 		parts = append(parts, func(ev *auditlogin.Event) bool {
 			for _, s := range subs {
-				if !s(ev) {
-					return false
+				if s(ev) == want {
+					return want
 				}
 			}
-			return true
-		})
-		n++
-	}
-	if len(c.Or) > 0 {
-		var subs []cond
-		for j, sc := range c.Or {
-			subs = append(subs, compileCond(sc, fmt.Sprintf("%s.or[%d]", path, j), add))
-		}
-		parts = append(parts, func(ev *auditlogin.Event) bool {
-			for _, s := range subs {
-				if s(ev) {
-					return true
-				}
-			}
-			return false
+			return !want
 		})
 		n++
 	}

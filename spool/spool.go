@@ -100,12 +100,11 @@ type Spool struct {
 	pending int64 // appended, not acknowledged
 	bytes   int64 // on disk
 
-	chunks            []*chunk // returned by Next, oldest first, until acknowledged in order
-	ackSeq            uint64
-	ackOff            int64
-	ackDirty          bool
-	readBuf           []byte
-	appendedTimeFirst int64 // append time of the oldest unread record, if known (0: unknown)
+	chunks   []*chunk // returned by Next, oldest first, until acknowledged in order
+	ackSeq   uint64
+	ackOff   int64
+	ackDirty bool
+	readBuf  []byte
 
 	appended chan struct{}
 	closed   bool

@@ -24,6 +24,20 @@ import (
 	"github.com/auditlogin/auditlogin/outputs/elasticsearch/estest"
 )
 
+// docThreads counts the index's documents by their thread (the records'
+// numbers in these tests).
+func docThreads(es *estest.Server) map[string]int {
+	threads := map[string]int{}
+	for _, d := range es.Docs("auditlogin-*") {
+		var ev struct {
+			Thread string `json:"thread"`
+		}
+		json.Unmarshal(d, &ev)
+		threads[ev.Thread]++
+	}
+	return threads
+}
+
 // Kill -9 the agent repeatedly while it ships a stream with rotations into
 // an Elasticsearch API that answers 429 to a tenth of the items on their
 // first try: at the end the index holds each event exactly once.
@@ -103,14 +117,7 @@ log: {level: info, format: json}
 		kills++
 	}
 	docs := es.Docs("auditlogin-*")
-	threads := map[string]int{}
-	for _, d := range docs {
-		var ev struct {
-			Thread string `json:"thread"`
-		}
-		json.Unmarshal(d, &ev)
-		threads[ev.Thread]++
-	}
+	threads := docThreads(es)
 	var missing []int
 	for i := 1; i <= total; i++ {
 		if threads[fmt.Sprint(i)] != 1 {

@@ -68,13 +68,6 @@ func printHelp(fs *flag.FlagSet, w io.Writer) {
 	fs.SetOutput(io.Discard)
 }
 
-// flagNames lists a subcommand's flags as --name (for completion).
-func flagNames(fs *flag.FlagSet) []string {
-	var out []string
-	fs.VisitAll(func(f *flag.Flag) { out = append(out, "--"+f.Name) })
-	return out
-}
-
 // subcommands are the documented subcommands, in the order help lists them.
 var subcommands = []string{"run", "check", "parse", "report", "setup", "completion", "version"}
 

@@ -202,14 +202,7 @@ back:
 		t.Errorf("agent did not exit 0: %v", err)
 	}
 
-	threads := map[string]int{}
-	for _, d := range es.Docs("auditlogin-*") {
-		var ev struct {
-			Thread string `json:"thread"`
-		}
-		json.Unmarshal(d, &ev)
-		threads[ev.Thread]++
-	}
+	threads := docThreads(es)
 	var wrong []string
 	for i := 1; i <= total; i++ {
 		if n := threads[fmt.Sprint(i)]; n != 1 {
