@@ -84,7 +84,7 @@ func TestAppendJSONLayout(t *testing.T) {
 		Type: TypeFailed, MyHost: "gromit03", Thread: "74153868", User: Str("web_user"), PrivUser: Str(""),
 		Host: Null, IP: Str("10.0.0.87"), ID: "cb39", Format: "audit_login", Tags: []string{"failed", "brute_force", "root"},
 		Path: "/l", Offset: 181, Agent: &AgentInfo{Hostname: "a", Version: "v"},
-		Fields: map[string]string{"zone": "z", "dc": "d", "env": "e", "app": "x"}}
+		Fields: map[string]any{"zone": "z", "dc": "d", "env": "e", "app": "x"}}
 	want := `{"@timestamp":"2013-09-11T07:11:47.123Z","ts":"2013-09-11 09:11:47","type":"failed_login","myhost":"gromit03",` +
 		`"thread":"74153868","user":"web_user","priv_user":"","host":null,"ip":"10.0.0.87","id":"cb39","format":"audit_login",` +
 		`"tags":["failed","brute_force","root"],"log":{"file":{"path":"/l"},"offset":181},"agent":{"hostname":"a","version":"v"},` +

@@ -9,6 +9,8 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
+	"math"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -63,10 +65,10 @@ type Event struct {
 	IPOriginal string
 	Format     string // source format name
 	Tags       []string
-	Path       string            // log.file.path
-	Offset     int64             // log.offset: byte offset of the record in that file
-	Fields     map[string]string // static fields from the config (fields:)
-	Agent      *AgentInfo        // agent.hostname / agent.version
+	Path       string         // log.file.path
+	Offset     int64          // log.offset: byte offset of the record in that file
+	Fields     map[string]any // static fields from the config (fields:): string, bool, int64 or float64
+	Agent      *AgentInfo     // agent.hostname / agent.version
 
 	// Route, set by a route processor, sends the event to another Kafka
 	// topic or Elasticsearch index than the output's. It is not part of
@@ -140,7 +142,10 @@ func (e *Event) Field(name string) (v string, ok bool) {
 		return e.Format, true
 	}
 	if f, found := strings.CutPrefix(name, "fields."); found {
-		return e.Fields[f], true
+		if v, ok := e.Fields[f]; ok {
+			return FieldString(v), true
+		}
+		return "", true
 	}
 	return "", false
 }
@@ -339,11 +344,74 @@ func (e *Event) AppendJSON(dst []byte) []byte {
 			}
 			dst = AppendJSONString(dst, k)
 			dst = append(dst, ':')
-			dst = AppendJSONString(dst, e.Fields[k])
+			dst = AppendFieldValue(dst, e.Fields[k])
 		}
 		dst = append(dst, '}')
 	}
 	return append(dst, '}')
+}
+
+// FieldValue returns v as a static field's value: a string, bool, int64 or
+// float64 (the types a YAML scalar reads as, integers widened), and false
+// for anything else (a list, a map, null).
+func FieldValue(v any) (any, bool) {
+	switch x := v.(type) {
+	case string, bool, int64:
+		return x, true
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return nil, false // JSON has no such number
+		}
+		return x, true
+	case int:
+		return int64(x), true
+	case int32:
+		return int64(x), true
+	case uint:
+		if uint64(x) > math.MaxInt64 {
+			return nil, false
+		}
+		return int64(x), true
+	case uint64:
+		if x > math.MaxInt64 {
+			return nil, false
+		}
+		return int64(x), true
+	case float32:
+		return float64(x), true
+	}
+	return nil, false
+}
+
+// FieldString is a static field's value as text (for message keys, topic
+// templates and conditions): true, 42, 1.5, or the string itself.
+func FieldString(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case bool:
+		return strconv.FormatBool(x)
+	case int64:
+		return strconv.FormatInt(x, 10)
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64)
+	}
+	return fmt.Sprint(v)
+}
+
+// AppendFieldValue appends a static field's value with its JSON type.
+func AppendFieldValue(dst []byte, v any) []byte {
+	switch x := v.(type) {
+	case string:
+		return AppendJSONString(dst, x)
+	case bool:
+		return strconv.AppendBool(dst, x)
+	case int64:
+		return strconv.AppendInt(dst, x, 10)
+	case float64:
+		return strconv.AppendFloat(dst, x, 'g', -1, 64)
+	}
+	return AppendJSONString(dst, fmt.Sprint(v))
 }
 
 // appendTimestamp appends t in UTC as 2006-01-02T15:04:05.000Z, the layout
@@ -364,7 +432,7 @@ func appendTimestamp(dst []byte, t time.Time) []byte {
 		byte('0'+sec/10), byte('0'+sec%10), '.', byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), 'Z')
 }
 
-func sortedKeys(m map[string]string) []string {
+func sortedKeys(m map[string]any) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)

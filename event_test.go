@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math/rand/v2"
 	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -133,7 +134,7 @@ func TestCanonicalIPv4FastPath(t *testing.T) {
 
 // An event read back from its JSON (a spooled event) encodes to the same
 // bytes and keeps what outputs route and key by.
-func TestDecodeEventRoundTrip(t *testing.T) {
+func roundTripEvents() []*Event {
 	base := time.Date(2026, 11, 25, 10, 0, 0, 123e6, time.UTC)
 	evs := []*Event{
 		{Timestamp: base, TS: "2026-11-25 11:00:00", Type: TypeFailed, MyHost: "db", Thread: "7",
@@ -141,28 +142,121 @@ func TestDecodeEventRoundTrip(t *testing.T) {
 			Format: "audit_login", Tags: []string{"failed", "no_credentials"}, Path: "/l", Offset: 42},
 		{Timestamp: base, TS: "x", Type: TypeSuccess, MyHost: "db", Thread: "8", User: Str(`a"b\c`),
 			PrivUser: Str(""), Host: Str("h"), IP: Null, Format: "general_log", Tags: []string{},
-			Fields: map[string]string{"env": "prod", "dc": "x"}, Agent: &AgentInfo{Hostname: "agent-1", Version: "1.2"}},
+			Fields: map[string]any{"env": "prod", "dc": "x", "primary": true, "weight": int64(3), "ratio": 0.5},
+			Agent:  &AgentInfo{Hostname: "agent-1", Version: "1.2"}},
+		// a client host that is an address, an empty one, a thread that is no number
+		{Timestamp: base, TS: "t", Type: TypeSuccess, MyHost: "m", Thread: "abc", User: Str("root"),
+			PrivUser: Str("root"), Host: Str("10.1.1.1"), IP: Str("10.1.1.1"), Format: "f", Tags: []string{"root"}},
+		{Timestamp: base, TS: "t", Type: TypeLogout, MyHost: "m", Thread: "", User: Str(""),
+			PrivUser: Str("app"), Host: Str(""), IP: Str("::1"), Format: "f", Tags: []string{}},
+		{Timestamp: base, TS: "t", Type: TypeFailed, MyHost: "m", Thread: "99", User: Str("u"),
+			PrivUser: Null, Host: Null, IP: Null, IPOriginal: "bogus", Format: "f", Tags: []string{"invalid_ip"}},
 	}
 	for _, ev := range evs {
 		ev.ID = ev.ComputeID()
-		enc := ev.AppendJSON(nil)
-		got, err := DecodeEvent(enc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if again := got.AppendJSON(nil); string(again) != string(enc) {
-			t.Fatalf("round trip changed the event:\n%s\n%s", enc, again)
-		}
-		if got.ID != ev.ID || got.User != ev.User || got.Path != ev.Path || got.Offset != ev.Offset || !got.Timestamp.Equal(ev.Timestamp) {
-			t.Fatalf("decoded %+v, want %+v", got, ev)
-		}
-		if v, _ := got.Field("myhost"); v != "db" {
-			t.Fatalf("Field(myhost) = %q", v)
+	}
+	return evs
+}
+
+// Every schema carries every field of the event: written in any of them and
+// read back, the event is the same, field by field.
+func TestDecodeEventRoundTrip(t *testing.T) {
+	for _, schema := range []Schema{SchemaAuditlogin, SchemaECS, SchemaBoth} {
+		for i, ev := range roundTripEvents() {
+			enc := ev.Append(nil, schema)
+			if !json.Valid(enc) {
+				t.Fatalf("%v %d: invalid JSON %s", schema, i, enc)
+			}
+			got, err := DecodeEvent(enc)
+			if err != nil {
+				t.Fatalf("%v %d: %v", schema, i, err)
+			}
+			if again := got.Append(nil, schema); string(again) != string(enc) {
+				t.Fatalf("%v %d: round trip changed the event:\n%s\n%s", schema, i, enc, again)
+			}
+			got.Encoded = nil
+			if !got.Timestamp.Equal(ev.Timestamp) {
+				t.Fatalf("%v %d: @timestamp %v, want %v", schema, i, got.Timestamp, ev.Timestamp)
+			}
+			got.Timestamp = ev.Timestamp // same instant, another *Location
+			if !reflect.DeepEqual(got, ev) {
+				t.Fatalf("%v %d: decoded\n%+v\nwant\n%+v\nfrom %s", schema, i, got, ev, enc)
+			}
+			if v, _ := got.Field("myhost"); v != ev.MyHost {
+				t.Fatalf("Field(myhost) = %q", v)
+			}
 		}
 	}
-	for _, bad := range []string{"", "{", `{"user":"x"}`} {
+	for _, bad := range []string{"", "{", `{"user":"x"}`, `{"user":{"name":1},"event":{"id":"x"}}`} {
 		if _, err := DecodeEvent([]byte(bad)); err == nil {
 			t.Fatalf("%q decoded", bad)
 		}
+	}
+}
+
+// The ECS document of one login, field by field (ECS 8 names and types).
+func TestECSLogin(t *testing.T) {
+	ev := &Event{Timestamp: time.Date(2013, 9, 11, 7, 11, 47, 0, time.UTC), TS: "2013-09-11 09:11:47",
+		Type: TypeSuccess, MyHost: "gromit03", Thread: "74153868", User: Str("web_user"), PrivUser: Str("web_user"),
+		Host: Str("web-87.localdomain"), IP: Str("10.0.0.87"), Format: "audit_login", Tags: []string{"new_source"},
+		Path: "/var/lib/mysql/audit_login.log", Offset: 0, Agent: &AgentInfo{Hostname: "agent-1", Version: "1.0"},
+		Fields: map[string]any{"primary": true}}
+	ev.ID = ev.ComputeID()
+	want := `{"@timestamp":"2013-09-11T07:11:47.000Z","event":{"kind":"event","category":["authentication","database"],` +
+		`"type":["start"],"action":"successful_login","outcome":"success","id":"` + ev.ID + `","module":"auditlogin",` +
+		`"dataset":"auditlogin.audit_login"},"user":{"name":"web_user","effective":{"name":"web_user"}},` +
+		`"source":{"address":"web-87.localdomain","ip":"10.0.0.87","domain":"web-87.localdomain"},"host":{"name":"gromit03"},` +
+		`"service":{"type":"mysql"},"mysql":{"thread_id":74153868},"related":{"user":["web_user"],"ip":["10.0.0.87"],` +
+		`"hosts":["web-87.localdomain"]},"tags":["new_source"],"log":{"file":{"path":"/var/lib/mysql/audit_login.log"},` +
+		`"offset":0},"agent":{"type":"auditlogin","name":"agent-1","version":"1.0"},"labels":{"primary":true},` +
+		`"auditlogin":{"ts":"2013-09-11 09:11:47","format":"audit_login"},"ecs":{"version":"` + ECSVersion + `"}}`
+	if got := string(ev.Append(nil, SchemaECS)); got != want {
+		t.Fatalf("got\n%s\nwant\n%s", got, want)
+	}
+	// A failed login with no credentials: failure, no user object, no related user.
+	ev = &Event{Type: TypeFailed, MyHost: "m", Thread: "1", User: Null, PrivUser: Null, Host: Null, IP: Str("10.0.0.9"), Tags: []string{}}
+	got := string(ev.Append(nil, SchemaECS))
+	for _, s := range []string{`"outcome":"failure"`, `"source":{"address":"10.0.0.9","ip":"10.0.0.9"}`, `"related":{"ip":["10.0.0.9"]}`} {
+		if !strings.Contains(got, s) {
+			t.Errorf("no %s in %s", s, got)
+		}
+	}
+	for _, s := range []string{`"user"`, `"domain"`, `"effective"`} {
+		if strings.Contains(got, s) {
+			t.Errorf("%s in %s", s, got)
+		}
+	}
+	// both: the seed's fields but user and host, and the ECS ones.
+	both := string(ev.Append(nil, SchemaBoth))
+	for _, s := range []string{`"type":"failed_login"`, `"myhost":"m"`, `"priv_user":null`, `"ip":"10.0.0.9"`, `"event":{`, `"host":{"name":"m"}`} {
+		if !strings.Contains(both, s) {
+			t.Errorf("no %s in %s", s, both)
+		}
+	}
+}
+
+func TestParseSchema(t *testing.T) {
+	for i, n := range Schemas {
+		if s, err := ParseSchema(n); err != nil || int(s) != i || s.String() != n {
+			t.Fatalf("%s: %v %v", n, s, err)
+		}
+	}
+	if _, err := ParseSchema("ECS"); err == nil {
+		t.Fatal("ECS accepted")
+	}
+}
+
+// The encoders per schema, on one typical event (go test -bench Append).
+func BenchmarkAppend(b *testing.B) {
+	ev := roundTripEvents()[1]
+	ev.User, ev.Host, ev.IP = Str("web_user"), Str("web-87.localdomain"), Str("10.0.0.87")
+	for _, s := range []Schema{SchemaAuditlogin, SchemaECS, SchemaBoth} {
+		b.Run(s.String(), func(b *testing.B) {
+			buf := make([]byte, 0, 1024)
+			for b.Loop() {
+				buf = ev.Append(buf[:0], s)
+			}
+			b.SetBytes(int64(len(buf)))
+		})
 	}
 }

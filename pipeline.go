@@ -32,6 +32,8 @@ type PipelineConfig struct {
 	// drop_event processor): it is acknowledged, not shipped, and counted
 	// in Stats.Dropped.
 	Keep func(*Event) bool
+	// Schema is the shape every output ships events in (event_schema:).
+	Schema Schema
 
 	// Spools, when set, gives an output (by its Name) an on-disk buffer:
 	// when it falls behind the other outputs, or is down, what it cannot
@@ -355,7 +357,7 @@ func (p *Pipeline) emit(rec Record) {
 	if ev := rec.Event; ev != nil {
 		// Encode into a reused buffer, then keep an exact-size copy: one
 		// allocation per event, no slack held while it is in flight.
-		p.scratch = ev.AppendJSON(p.scratch[:0])
+		p.scratch = ev.Append(p.scratch[:0], p.cfg.Schema)
 		ev.Encoded = append([]byte(nil), p.scratch...)
 		size = len(ev.Encoded) + EventOverhead
 	}

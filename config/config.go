@@ -8,6 +8,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -28,18 +29,21 @@ import (
 // Config is the whole configuration. Top-level names are stable across
 // releases: inputs, registry, outputs.
 type Config struct {
-	Inputs     []Input           `koanf:"inputs"`
-	Registry   Registry          `koanf:"registry"`
-	Outputs    Outputs           `koanf:"outputs"`
-	DeadLetter DeadLetter        `koanf:"dead_letter"`
-	Pipeline   Pipeline          `koanf:"pipeline"`
-	Tail       Tail              `koanf:"tail"`
-	Fields     map[string]string `koanf:"fields"`
-	Log        Log               `koanf:"log"`
-	Metrics    Metrics           `koanf:"metrics"`
-	Enrich     Enrich            `koanf:"enrich"`
-	Spool      Spool             `koanf:"spool"`
-	Processors []Processor       `koanf:"processors"`
+	Inputs     []Input        `koanf:"inputs"`
+	Registry   Registry       `koanf:"registry"`
+	Outputs    Outputs        `koanf:"outputs"`
+	DeadLetter DeadLetter     `koanf:"dead_letter"`
+	Pipeline   Pipeline       `koanf:"pipeline"`
+	Tail       Tail           `koanf:"tail"`
+	Fields     map[string]any `koanf:"fields"`
+	// EventSchema is the shape events are shipped in: auditlogin (the
+	// documented seed fields), ecs (Elastic Common Schema) or both.
+	EventSchema string      `koanf:"event_schema"`
+	Log         Log         `koanf:"log"`
+	Metrics     Metrics     `koanf:"metrics"`
+	Enrich      Enrich      `koanf:"enrich"`
+	Spool       Spool       `koanf:"spool"`
+	Processors  []Processor `koanf:"processors"`
 }
 
 // Processor is one step of processors:, applied to each event in order
@@ -58,8 +62,8 @@ type DropEvent struct {
 // AddFields adds static fields (fields.NAME) to the events its condition
 // matches (all when it has none).
 type AddFields struct {
-	Fields map[string]string `koanf:"fields"`
-	When   *Condition        `koanf:"when"`
+	Fields map[string]any `koanf:"fields"`
+	When   *Condition     `koanf:"when"`
 }
 
 // Route sends the events its condition matches to another Kafka topic
@@ -274,8 +278,25 @@ func Default() Config {
 		Metrics: Metrics{MaxLagBytes: 64 << 20},
 		Enrich: Enrich{Enabled: true, BruteForce: BruteForce{Threshold: 5, Window: 5 * time.Minute},
 			NewSource: NewSource{Enabled: true, MaxEntries: 100000}},
-		Spool: Spool{Enabled: true, MaxBytes: 1 << 30},
+		Spool:       Spool{Enabled: true, MaxBytes: 1 << 30},
+		EventSchema: "auditlogin",
 	}
+}
+
+// ScalarField reports whether v can be a static field's value (fields:,
+// add_fields): a string, boolean or number, kept with its type.
+func ScalarField(v any) bool {
+	switch x := v.(type) {
+	case string, bool, int, int8, int16, int32, int64, uint8, uint16, uint32:
+		return true
+	case float32:
+		return !math.IsNaN(float64(x)) && !math.IsInf(float64(x), 0)
+	case float64:
+		return !math.IsNaN(x) && !math.IsInf(x, 0)
+	case uint, uint64:
+		return reflect.ValueOf(x).Uint() <= math.MaxInt64
+	}
+	return false
 }
 
 func inputDefaults(in *Input) {
@@ -840,6 +861,16 @@ func (c *Config) Validate(knownFormat func(string) bool, formats []string) error
 			add("spool.path", "a directory is required (default: spool beside the registry)")
 		}
 	}
+	switch c.EventSchema {
+	case "auditlogin", "ecs", "both":
+	default:
+		add("event_schema", "%q (expected auditlogin, ecs or both)", c.EventSchema)
+	}
+	for _, k := range sortedKeys(c.Fields) {
+		if !ScalarField(c.Fields[k]) {
+			add("fields."+k, "%v (expected a string, number or boolean)", describe(c.Fields[k]))
+		}
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -889,4 +920,26 @@ func (b *ByteSize) UnmarshalText(text []byte) error {
 	}
 	*b = ByteSize(n * mul)
 	return nil
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// describe names a value that is not a scalar, for an error.
+func describe(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "a map"
+	}
+	return fmt.Sprintf("%v", v)
 }

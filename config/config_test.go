@@ -90,6 +90,25 @@ registy: {path: /x}
 	}
 }
 
+// fields: keep their YAML types: a boolean stays a boolean, a number a number.
+func TestFieldsKeepTheirTypes(t *testing.T) {
+	p := write(t, "inputs:\n  - paths: [/a]\noutputs: {stdout: {}}\nfields: {primary: true, weight: 3, ratio: 0.5, env: prod, quoted: \"true\"}\n")
+	cfg, err := Load(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(known, formats); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"primary": true, "weight": 3, "ratio": 0.5, "env": "prod", "quoted": "true"}
+	if !reflect.DeepEqual(cfg.Fields, want) {
+		t.Fatalf("fields %#v, want %#v", cfg.Fields, want)
+	}
+	if cfg.EventSchema != "auditlogin" {
+		t.Fatalf("event_schema defaults to %q", cfg.EventSchema)
+	}
+}
+
 func TestTypeErrorsNameTheirPath(t *testing.T) {
 	p := write(t, "inputs:\n  - paths: [/a]\noutputs: {stdout: {}}\nregistry: {flush_interval: soon}\npipeline: {batch_size: many}\n")
 	_, err := Load(p, nil)
@@ -114,6 +133,8 @@ outputs:
   file: {path: ""}
 pipeline: {batch_size: 100, max_in_flight: 10}
 log: {level: loud}
+event_schema: ECS
+fields: {ok: 1, list: [a, b], nested: {a: b}}
 `)
 	cfg, err := Load(p, nil)
 	if err != nil {
@@ -131,6 +152,9 @@ log: {level: loud}
 		"outputs.file.path: required",
 		"pipeline.max_in_flight: must be at least twice",
 		`log.level: "loud"`,
+		`event_schema: "ECS" (expected auditlogin, ecs or both)`,
+		"fields.list: a list (expected a string, number or boolean)",
+		"fields.nested: a map (expected a string, number or boolean)",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in:\n%s", want, err)

@@ -24,7 +24,7 @@ type Chain struct {
 type step struct {
 	when   cond // nil: every event
 	drop   bool
-	fields map[string]string
+	fields map[string]any
 	topic  string
 	index  string
 }
@@ -65,6 +65,15 @@ func Compile(ps []config.Processor) (*Chain, error) {
 			if len(s.fields) == 0 {
 				add(path+".fields", "at least one field is expected, such as {env: prod}")
 			}
+			typed := make(map[string]any, len(s.fields))
+			for k, v := range s.fields {
+				if tv, ok := auditlogin.FieldValue(v); ok {
+					typed[k] = tv
+				} else {
+					add(path+".fields."+k, "%v (expected a string, number or boolean)", v)
+				}
+			}
+			s.fields = typed
 		case p.Route != nil:
 			s.topic, s.index, when, path = p.Route.Topic, p.Route.Index, p.Route.When, path+".route"
 			if s.topic == "" && s.index == "" {
@@ -205,7 +214,7 @@ func (c *Chain) Apply(ev *auditlogin.Event) bool {
 		case s.drop:
 			return false
 		case s.fields != nil:
-			f := make(map[string]string, len(ev.Fields)+len(s.fields))
+			f := make(map[string]any, len(ev.Fields)+len(s.fields))
 			for k, v := range ev.Fields {
 				f[k] = v
 			}

@@ -67,12 +67,12 @@ processors:
 		if !keep {
 			continue
 		}
-		if c2.ev.Route.Topic != c2.topic || c2.ev.Fields["env"] != "prod" || c2.ev.Fields["zone"] != c2.zone {
+		if c2.ev.Route.Topic != c2.topic || c2.ev.Fields["env"] != "prod" || fieldOf(c2.ev, "zone") != c2.zone {
 			t.Errorf("case %d: route %+v fields %v", i, c2.ev.Route, c2.ev.Fields)
 		}
 	}
 	// add_fields does not write into a map events share.
-	shared := map[string]string{"dc": "fra1"}
+	shared := map[string]any{"dc": "fra1"}
 	a, b := ev(auditlogin.TypeSuccess, "app", "10.0.0.1"), ev(auditlogin.TypeSuccess, "app", "10.0.0.2")
 	a.Fields, b.Fields = shared, shared
 	c.Apply(a)
@@ -109,5 +109,32 @@ processors:
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in:\n%v", want, err)
 		}
+	}
+}
+
+func fieldOf(ev *auditlogin.Event, name string) string {
+	v, _ := ev.Field("fields." + name)
+	return v
+}
+
+// add_fields keeps each value's type: a boolean is a JSON boolean, a number
+// a number; a list is refused with its path.
+func TestAddFieldsKeepTypes(t *testing.T) {
+	c, err := Compile([]config.Processor{{AddFields: &config.AddFields{Fields: map[string]any{"primary": true, "weight": 3, "ratio": 0.5, "env": "prod"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := ev(auditlogin.TypeSuccess, "app", "10.0.0.1")
+	c.Apply(e)
+	enc := string(e.AppendJSON(nil))
+	if !strings.Contains(enc, `"fields":{"env":"prod","primary":true,"ratio":0.5,"weight":3}`) {
+		t.Fatalf("fields lost their types: %s", enc)
+	}
+	if v := fieldOf(e, "primary"); v != "true" {
+		t.Fatalf("fields.primary reads %q", v)
+	}
+	_, err = Compile([]config.Processor{{AddFields: &config.AddFields{Fields: map[string]any{"l": []any{1}}}}})
+	if err == nil || !strings.Contains(err.Error(), "processors[0].add_fields.fields.l: ") {
+		t.Fatalf("a list accepted: %v", err)
 	}
 }

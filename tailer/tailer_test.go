@@ -773,7 +773,11 @@ func TestIdleIsToldOncePerQuietSpell(t *testing.T) {
 	appendTo(t, p, text(seq("a", 0, 2)))
 	h.start()
 	h.waitFor(seq("a", 0, 2))
-	time.Sleep(400 * time.Millisecond)
+	told := func(n int) func() bool {
+		return func() bool { mu.Lock(); defer mu.Unlock(); return idles >= n }
+	}
+	h.until("the first idle signal", told(1))
+	time.Sleep(4 * 100 * time.Millisecond) // four more quiet spells' worth: none may be told again
 	mu.Lock()
 	n := idles
 	mu.Unlock()
@@ -781,7 +785,8 @@ func TestIdleIsToldOncePerQuietSpell(t *testing.T) {
 		t.Fatalf("told %d times in one quiet spell, want 1", n)
 	}
 	appendTo(t, p, text(seq("a", 2, 3)))
-	time.Sleep(400 * time.Millisecond)
+	h.until("the second idle signal", told(2))
+	time.Sleep(4 * 100 * time.Millisecond)
 	mu.Lock()
 	n = idles
 	mu.Unlock()

@@ -251,7 +251,13 @@ func runAgent(ctx context.Context, cfg config.Config, o agentOptions) error {
 
 	host, _ := os.Hostname()
 	agent := &auditlogin.AgentInfo{Hostname: host, Version: Version()}
-	fields := cfg.Fields
+	var fields map[string]any
+	for k, v := range cfg.Fields {
+		if fields == nil {
+			fields = make(map[string]any, len(cfg.Fields))
+		}
+		fields[k], _ = auditlogin.FieldValue(v) // validated: a scalar
+	}
 	var tagger *enrich.Enricher
 	if cfg.Enrich.Enabled {
 		seenPath := cfg.Enrich.NewSource.Path
@@ -338,7 +344,9 @@ func runAgent(ctx context.Context, cfg config.Config, o agentOptions) error {
 			spools[out.Name()] = sp
 		}
 	}
+	schema, _ := auditlogin.ParseSchema(cfg.EventSchema) // validated
 	pipe, err := auditlogin.NewPipeline(auditlogin.PipelineConfig{
+		Schema:  schema,
 		Outputs: outs, Checkpoint: checkpoint, DeadLetter: dl, Logger: log, Enrich: enrichEvent, OnBatch: onBatch, Spools: spools, Keep: keep,
 		BatchSize: cfg.Pipeline.BatchSize, FlushInterval: flushInterval(cfg),
 		MaxInFlight: cfg.Pipeline.MaxInFlight, MaxInFlightBytes: int64(cfg.Pipeline.MaxInFlightBytes),

@@ -172,6 +172,15 @@ func TestVersionAndUsage(t *testing.T) {
 	if code, out, _ := runCmd(t, "", "version"); code != 0 || !strings.HasPrefix(out, "auditlogin ") {
 		t.Fatalf("version: %d %q", code, out)
 	}
+	// A binary built from this checkout without stamping (this test, go
+	// run, go build) says what make build and the .deb stamp.
+	want, err := exec.Command("bash", "../../packaging/version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := Version(); got != strings.TrimSpace(string(want)) || got == "dev" {
+		t.Fatalf("Version() = %q, packaging/version says %q", got, want)
+	}
 	if code, _, errs := runCmd(t, "", "frobnicate"); code != 2 || !strings.Contains(errs, "unknown command") {
 		t.Fatalf("unknown command: %d %q", code, errs)
 	}

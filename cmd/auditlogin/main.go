@@ -15,10 +15,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -27,14 +30,41 @@ import (
 	"github.com/auditlogin/auditlogin/processors"
 )
 
-// version is set at build time: -ldflags "-X main.version=$(git describe)".
+// version is set at build time: make build and the .deb stamp what
+// packaging/version prints (-ldflags "-X main.version=...").
 var version = ""
 
-// Version returns the build's version: the stamped one, else the module
-// version or VCS revision the Go toolchain recorded.
+var (
+	versionOnce sync.Once
+	versionStr  string
+)
+
+// Version returns the build's version, one string however it was built:
+// the stamped one (make build, the .deb); else, for a binary built from a
+// checkout that is still there (go run, go build), what packaging/version
+// prints for that checkout, the string make build would have stamped; else
+// the version or revision the Go toolchain recorded; else "dev".
 func Version() string {
+	versionOnce.Do(func() { versionStr = findVersion() })
+	return versionStr
+}
+
+func findVersion() string {
 	if version != "" {
 		return version
+	}
+	// The source file's path as compiled (absent with -trimpath).
+	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
+		script := filepath.Join(filepath.Dir(file), "..", "..", "packaging", "version")
+		if _, err := os.Stat(script); err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if out, err := exec.CommandContext(ctx, "bash", script).Output(); err == nil {
+				if v := strings.TrimSpace(string(out)); v != "" {
+					return v
+				}
+			}
+		}
 	}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		if bi.Main.Version != "" && bi.Main.Version != "(devel)" {

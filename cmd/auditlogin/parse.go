@@ -22,12 +22,18 @@ func cmdParse(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	myhost := fs.String("myhost", "", "server name for formats whose records lack it (default: this host's name)")
 	logouts := fs.Bool("logouts", false, "keep logout events")
 	strict := fs.Bool("strict", false, "exit 1 when any record is rejected")
+	schemaName := fs.String("schema", "auditlogin", "event schema: auditlogin (the documented fields), ecs (Elastic Common Schema) or both")
 	if done, code := parseFlags(fs, args, stdout, stderr); done {
 		return code
 	}
 	loc, err := config.LoadLocation(*tz)
 	if err != nil {
 		fmt.Fprintf(stderr, "auditlogin parse: --timezone: %v\n", err)
+		return exitConfig
+	}
+	schema, err := auditlogin.ParseSchema(*schemaName)
+	if err != nil {
+		fmt.Fprintf(stderr, "auditlogin parse: --schema: %v\n", err)
 		return exitConfig
 	}
 	opts := parser.Options{Location: loc, MyHost: *myhost, Logouts: *logouts, Pasted: true} // one-shot input may be pasted text
@@ -48,7 +54,7 @@ func cmdParse(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			events++
 			ev := rec.Event
 			ev.Normalize()
-			buf = ev.AppendJSON(buf[:0])
+			buf = ev.Append(buf[:0], schema)
 			buf = append(buf, '\n')
 			out.Write(buf)
 		}

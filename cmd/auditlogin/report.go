@@ -55,6 +55,7 @@ func cmdReport(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	esURL := fs.String("es", "", "read from Elasticsearch at this URL (aggregations, no scan) instead of files")
 	esIndex := fs.String("index", "", "with --es or --config: the index pattern (default: the output's, auditlogin-*)")
 	esKeyEnv := fs.String("es-api-key-env", "", "with --es: the environment variable holding an API key")
+	schema := fs.String("schema", "auto", "with --es or --config: the event_schema of the indices (auditlogin, ecs, both); auto: the config's, else what the indices hold. Files of shipped events are read in any schema")
 	cfgPath := fs.String("config", "", "read from the Elasticsearch of this config's outputs.elasticsearch, with its client settings (hosts, auth, TLS)")
 	if done, code := parseFlags(fs, args, stdout, stderr); done {
 		return code
@@ -107,9 +108,19 @@ func cmdReport(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if fs.NArg() > 0 {
 			return fail("--es and --config read from Elasticsearch: give no files")
 		}
-		out, err := reportESClient(*cfgPath, *esURL, *esKeyEnv, stderr)
+		out, cfgSchema, err := reportESClient(*cfgPath, *esURL, *esKeyEnv, stderr)
 		if err != nil {
 			return fail("%v", err)
+		}
+		var names source.Names // zero: detected from the indices
+		switch {
+		case *schema != "auto":
+			if _, err := auditlogin.ParseSchema(*schema); err != nil {
+				return fail("--schema: %q (expected auto, auditlogin, ecs or both)", *schema)
+			}
+			names = source.NamesFor(*schema)
+		case cfgSchema != "":
+			names = source.NamesFor(cfgSchema)
 		}
 		pattern := *esIndex
 		if pattern == "" {
@@ -117,7 +128,7 @@ func cmdReport(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		if rep, err = source.Elasticsearch(ctx, out.Transport(), pattern, opt); err != nil {
+		if rep, err = source.Elasticsearch(ctx, out.Transport(), pattern, names, opt); err != nil {
 			fmt.Fprintf(stderr, "auditlogin report: %v\n", err)
 			return exitFail
 		}
@@ -205,27 +216,30 @@ func readInput(name string, stdin io.Reader, stderr io.Writer, input string, pop
 // TLS with a CA file or fingerprint, client certificates), --es overriding
 // its hosts; or, with --es alone, that URL (user:password@ in it is taken
 // as basic auth, but shows in ps: prefer --config) and --es-api-key-env.
-func reportESClient(cfgPath, esURL, keyEnv string, stderr io.Writer) (*elasticsearch.Output, error) {
+// reportESClient returns the Elasticsearch client to read with and, with
+// --config, the config's event_schema ("" otherwise).
+func reportESClient(cfgPath, esURL, keyEnv string, stderr io.Writer) (*elasticsearch.Output, string, error) {
 	log := newLogger(config.Log{Level: "warn", Format: "text"}, stderr)
 	if cfgPath != "" {
 		cfg, why, err := loadConfig(cfgPath, stderr)
 		if err != nil {
-			return nil, fmt.Errorf("--config: %v", err)
+			return nil, "", fmt.Errorf("--config: %v", err)
 		}
 		e := cfg.Outputs.Elasticsearch
 		if e == nil {
-			return nil, fmt.Errorf("--config: %s has no outputs.elasticsearch", why)
+			return nil, "", fmt.Errorf("--config: %s has no outputs.elasticsearch", why)
 		}
 		if esURL != "" {
 			c := *e
 			c.Hosts = []string{esURL}
 			e = &c
 		}
-		return newESOutput(e, log)
+		o, err := newESOutput(e, log)
+		return o, cfg.EventSchema, err
 	}
 	u, err := url.Parse(esURL)
 	if err != nil || u.Scheme == "" || u.Host == "" {
-		return nil, fmt.Errorf("--es: %q is not a URL such as https://es-1:9200", esURL)
+		return nil, "", fmt.Errorf("--es: %q is not a URL such as https://es-1:9200", esURL)
 	}
 	ec := elasticsearch.Config{Hosts: []string{(&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()}}
 	if u.User != nil {
@@ -235,9 +249,10 @@ func reportESClient(cfgPath, esURL, keyEnv string, stderr io.Writer) (*elasticse
 	if keyEnv != "" {
 		key, ok := os.LookupEnv(keyEnv)
 		if !ok {
-			return nil, fmt.Errorf("--es-api-key-env: variable %s is not set", keyEnv)
+			return nil, "", fmt.Errorf("--es-api-key-env: variable %s is not set", keyEnv)
 		}
 		ec.APIKey = key
 	}
-	return elasticsearch.New(ec)
+	o, err := elasticsearch.New(ec)
+	return o, "", err
 }

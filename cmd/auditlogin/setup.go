@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/auditlogin/auditlogin"
 	"github.com/auditlogin/auditlogin/config"
 	"github.com/auditlogin/auditlogin/outputs/elasticsearch"
 )
@@ -32,6 +33,7 @@ func cmdSetup(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "auditlogin setup: %s has no outputs.elasticsearch\n", why)
 		return exitConfig
 	}
+	schema, _ := auditlogin.ParseSchema(cfg.EventSchema) // validated
 	log := newLogger(config.Log{Level: "warn", Format: "text"}, stderr)
 	out, err := newESOutput(e, log)
 	if err != nil {
@@ -39,7 +41,7 @@ func cmdSetup(args []string, stdout, stderr io.Writer) int {
 		return exitConfig
 	}
 	if *export != "" {
-		if err := os.WriteFile(*export, elasticsearch.KibanaObjects(out.IndexPattern()), 0o644); err != nil {
+		if err := os.WriteFile(*export, elasticsearch.KibanaObjects(out.IndexPattern(), schema), 0o644); err != nil {
 			fmt.Fprintf(stderr, "auditlogin setup: %v\n", err)
 			return exitFail
 		}
@@ -49,7 +51,7 @@ func cmdSetup(args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	report, err := out.Setup(ctx, elasticsearch.SetupConfig{TemplateName: e.TemplateName, ILMPolicy: e.ILMPolicy,
-		DeleteAfter: e.DeleteAfter, KibanaURL: *kibana})
+		DeleteAfter: e.DeleteAfter, KibanaURL: *kibana, Schema: schema})
 	for _, line := range report {
 		fmt.Fprintln(stdout, line)
 	}

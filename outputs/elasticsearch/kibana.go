@@ -3,6 +3,9 @@ package elasticsearch
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
+
+	"github.com/auditlogin/auditlogin"
 )
 
 // vis is one legacy visualization: a title, a chart type, a KQL filter and
@@ -57,6 +60,29 @@ func mustJSON(v any) string {
 	return string(b)
 }
 
+// ecsNames are the ECS fields of the seed's names the panels use.
+var ecsNames = map[string]string{"type": "event.action", "ip": "source.ip", "host": "source.domain", "user": "user.name"}
+
+// inSchema returns the visualization with the fields of schema (ECS names
+// for ecs and both).
+func (v vis) inSchema(schema auditlogin.Schema) vis {
+	if schema == auditlogin.SchemaAuditlogin {
+		return v
+	}
+	for seed, ecs := range ecsNames {
+		v.query = strings.ReplaceAll(v.query, seed+":", ecs+":")
+	}
+	bs := make([]bucket, len(v.buckets))
+	for i, b := range v.buckets {
+		if n, ok := ecsNames[b.field]; ok {
+			b.field = n
+		}
+		bs[i] = b
+	}
+	v.buckets = bs
+	return v
+}
+
 func (v vis) object() map[string]any {
 	aggs := []any{map[string]any{"id": "1", "enabled": true, "type": "count", "schema": "metric", "params": map[string]any{}}}
 	n := 2
@@ -108,7 +134,7 @@ func (v vis) object() map[string]any {
 
 // KibanaObjects returns the saved objects as NDJSON: the data view on the
 // index pattern, one visualization per question, and the dashboard.
-func KibanaObjects(pattern string) []byte {
+func KibanaObjects(pattern string, schema auditlogin.Schema) []byte {
 	var buf bytes.Buffer
 	write := func(o map[string]any) {
 		b, _ := json.Marshal(o)
@@ -119,7 +145,7 @@ func KibanaObjects(pattern string) []byte {
 		"attributes": map[string]any{"title": pattern, "timeFieldName": "@timestamp", "name": "MySQL logins (auditlogin)"}})
 	var panels, refs []any
 	for i, v := range dashboardVisualizations {
-		write(v.object())
+		write(v.inSchema(schema).object())
 		w, h := 24, 15
 		if i == 0 {
 			w = 48

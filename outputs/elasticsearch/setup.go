@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/auditlogin/auditlogin"
 	"io"
 	"mime/multipart"
 	"net/http"
@@ -20,33 +21,64 @@ type SetupConfig struct {
 	ILMPolicy    string // ILM policy name, "auditlogin"
 	DeleteAfter  string // delete indices this long after rollover/creation, e.g. 90d
 	KibanaURL    string // import the saved objects there when set
+	// Schema is the event_schema the events are shipped in: the template
+	// and the Kibana objects use its fields.
+	Schema auditlogin.Schema
 }
 
-// Mappings is the schema in Elasticsearch terms: ip as ip, @timestamp as
-// date, the seed's string fields as keyword.
-func Mappings() map[string]any {
+// Mappings is an event schema in Elasticsearch terms: addresses as ip,
+// times as date, numbers as long, every string as keyword (dynamic strings
+// too). For ecs and both, the ECS fields with ECS's types.
+func Mappings(schema auditlogin.Schema) map[string]any {
 	kw := map[string]any{"type": "keyword", "ignore_above": 1024}
+	obj := func(props map[string]any) map[string]any { return map[string]any{"properties": props} }
+	// The agent ships only canonical addresses (Event.Normalize);
+	// ignore_malformed is the second line of defence for documents
+	// written by other tools.
+	ip := map[string]any{"type": "ip", "ignore_malformed": true}
+	long := map[string]any{"type": "long"}
+	props := map[string]any{
+		"@timestamp": map[string]any{"type": "date"},
+		"tags":       kw,
+		"log":        obj(map[string]any{"file": obj(map[string]any{"path": kw}), "offset": long}),
+	}
+	seed := map[string]any{
+		"ts": kw, "type": kw, "myhost": kw, "thread": kw, "user": kw, "priv_user": kw, "host": kw,
+		"ip": ip, "ip_original": kw, "id": kw, "format": kw,
+		"agent":  obj(map[string]any{"hostname": kw, "version": kw}),
+		"fields": map[string]any{"type": "object", "dynamic": true},
+	}
+	ecs := map[string]any{
+		"event": obj(map[string]any{"kind": kw, "category": kw, "type": kw, "action": kw, "outcome": kw,
+			"id": kw, "module": kw, "dataset": kw}),
+		"user":       obj(map[string]any{"name": kw, "effective": obj(map[string]any{"name": kw})}),
+		"source":     obj(map[string]any{"address": kw, "ip": ip, "domain": kw}),
+		"host":       obj(map[string]any{"name": kw}),
+		"service":    obj(map[string]any{"type": kw}),
+		"mysql":      obj(map[string]any{"thread_id": long}),
+		"related":    obj(map[string]any{"user": kw, "ip": ip, "hosts": kw}),
+		"agent":      obj(map[string]any{"type": kw, "name": kw, "version": kw, "hostname": kw}),
+		"labels":     map[string]any{"type": "object", "dynamic": true},
+		"auditlogin": obj(map[string]any{"ts": kw, "format": kw, "ip_original": kw, "thread": kw, "priv_user": kw, "host": kw}),
+		"ecs":        obj(map[string]any{"version": kw}),
+	}
+	if schema != auditlogin.SchemaECS {
+		for k, v := range seed {
+			props[k] = v
+		}
+	}
+	if schema != auditlogin.SchemaAuditlogin {
+		for k, v := range ecs {
+			props[k] = v // over the seed's user, host and agent in both
+		}
+		if schema == auditlogin.SchemaBoth {
+			props["fields"] = seed["fields"]
+		}
+	}
 	return map[string]any{
 		"dynamic_templates": []any{map[string]any{"strings_as_keyword": map[string]any{
 			"match_mapping_type": "string", "mapping": kw}}},
-		"properties": map[string]any{
-			"@timestamp": map[string]any{"type": "date"},
-			"ts":         kw, "type": kw, "myhost": kw, "thread": kw, "user": kw, "priv_user": kw, "host": kw,
-			// The agent ships only canonical addresses (Event.Normalize);
-			// ignore_malformed is the second line of defence for documents
-			// written by other tools.
-			"ip":          map[string]any{"type": "ip", "ignore_malformed": true},
-			"ip_original": kw,
-			"id":          kw,
-			"format":      kw,
-			"tags":        kw,
-			"log": map[string]any{"properties": map[string]any{
-				"file":   map[string]any{"properties": map[string]any{"path": kw}},
-				"offset": map[string]any{"type": "long"},
-			}},
-			"agent":  map[string]any{"properties": map[string]any{"hostname": kw, "version": kw}},
-			"fields": map[string]any{"type": "object", "dynamic": true},
-		},
+		"properties": props,
 	}
 }
 
@@ -201,7 +233,7 @@ func (o *Output) Setup(ctx context.Context, sc SetupConfig) ([]string, error) {
 		report = append(report, "ILM: not available on this cluster (no lifecycle policy installed)")
 	}
 	hashOf := func(m map[string]any) string { return m["_meta"].(map[string]any)["auditlogin_hash"].(string) }
-	comp, _ := withHash(map[string]any{"template": map[string]any{"mappings": Mappings()}})
+	comp, _ := withHash(map[string]any{"template": map[string]any{"mappings": Mappings(sc.Schema)}})
 	line, err := o.put(ctx, "component template "+sc.TemplateName+"-mappings", "/_component_template/"+sc.TemplateName+"-mappings", comp, hashOf)
 	if err != nil {
 		return report, err
@@ -223,7 +255,7 @@ func (o *Output) Setup(ctx context.Context, sc SetupConfig) ([]string, error) {
 	}
 	report = append(report, line)
 	if sc.KibanaURL != "" {
-		line, err := o.kibanaImport(ctx, sc.KibanaURL)
+		line, err := o.kibanaImport(ctx, sc.KibanaURL, sc.Schema)
 		if err != nil {
 			return report, err
 		}
@@ -234,9 +266,9 @@ func (o *Output) Setup(ctx context.Context, sc SetupConfig) ([]string, error) {
 
 // kibanaImport imports KibanaObjects unless every object is already there
 // with the same attributes.
-func (o *Output) kibanaImport(ctx context.Context, base string) (string, error) {
+func (o *Output) kibanaImport(ctx context.Context, base string, schema auditlogin.Schema) (string, error) {
 	base = strings.TrimRight(base, "/")
-	objs := KibanaObjects(o.indexPattern())
+	objs := KibanaObjects(o.indexPattern(), schema)
 	same := true
 	for _, line := range bytes.Split(bytes.TrimSpace(objs), []byte("\n")) {
 		var want struct {

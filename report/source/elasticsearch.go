@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/auditlogin/auditlogin/report"
@@ -23,41 +24,26 @@ import (
 // agent holds one page at a time. Distinct sources per account come from a
 // cardinality aggregation on ip (exact below a few thousand, approximate
 // above, as Elasticsearch documents).
-func Elasticsearch(ctx context.Context, tp Transport, pattern string, opt report.Options) (*report.Report, error) {
+func Elasticsearch(ctx context.Context, tp Transport, pattern string, names Names, opt report.Options) (*report.Report, error) {
+	if names == (Names{}) {
+		var err error
+		if names, err = DetectNames(ctx, tp, pattern); err != nil {
+			return nil, err
+		}
+	}
 	search := func(body map[string]any) (int64, map[string]json.RawMessage, error) {
 		b, _ := json.Marshal(body)
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "/"+url.PathEscape(pattern)+"/_search", bytes.NewReader(b))
+		sr, err := searchOnce(ctx, tp, pattern, b)
 		if err != nil {
 			return 0, nil, err
-		}
-		req.Header.Set("Content-Type", "application/json")
-		res, err := tp.Perform(req)
-		if err != nil {
-			return 0, nil, fmt.Errorf("--es: %w", err)
-		}
-		defer res.Body.Close()
-		data, _ := io.ReadAll(res.Body)
-		if res.StatusCode != 200 {
-			return 0, nil, fmt.Errorf("--es: search answered %s: %.300s", res.Status, data)
-		}
-		var sr struct {
-			Hits struct {
-				Total struct {
-					Value int64 `json:"value"`
-				} `json:"total"`
-			} `json:"hits"`
-			Aggs map[string]json.RawMessage `json:"aggregations"`
-		}
-		if err := json.Unmarshal(data, &sr); err != nil {
-			return 0, nil, fmt.Errorf("--es: the answer is not a search response: %v", err)
 		}
 		return sr.Hits.Total.Value, sr.Aggs, nil
 	}
 	term := func(f, v string) map[string]any { return map[string]any{"term": map[string]any{f: v}} }
 	exists := func(f string) map[string]any { return map[string]any{"exists": map[string]any{"field": f}} }
-	notLogout := term("type", "logout")
-	failed := map[string]any{"filter": term("type", "failed_login")}
-	success := map[string]any{"filter": term("type", "successful_login")}
+	notLogout := term(names.Type, "logout")
+	failed := map[string]any{"filter": term(names.Type, "failed_login")}
+	success := map[string]any{"filter": term(names.Type, "successful_login")}
 	lastTS := map[string]any{"max": map[string]any{"field": "@timestamp"}}
 	firstTS := map[string]any{"min": map[string]any{"field": "@timestamp"}}
 	query := func(must []any, mustNot ...any) map[string]any {
@@ -69,7 +55,13 @@ func Elasticsearch(ctx context.Context, tp Transport, pattern string, opt report
 		for {
 			var sources []any
 			for _, f := range fields {
-				sources = append(sources, map[string]any{f: map[string]any{"terms": map[string]any{"field": f, "missing_bucket": true}}})
+				for i, field := range names.fields(f) {
+					name := f
+					if i > 0 {
+						name += strconv.Itoa(i)
+					}
+					sources = append(sources, map[string]any{name: map[string]any{"terms": map[string]any{"field": field, "missing_bucket": true}}})
+				}
 			}
 			comp := map[string]any{"sources": sources, "size": esPage}
 			if after != nil {
@@ -100,9 +92,18 @@ func Elasticsearch(ctx context.Context, tp Transport, pattern string, opt report
 			after = page.AfterKey
 		}
 	}
+	// str is a logical field's value in a bucket's key: the first of its
+	// fields that the bucket has (ECS keeps a client host that is no domain
+	// name apart from source.domain).
 	str := func(key map[string]any, f string) string {
-		if v, ok := key[f].(string); ok {
-			return v
+		for i := range names.fields(f) {
+			name := f
+			if i > 0 {
+				name += strconv.Itoa(i)
+			}
+			if v, ok := key[name].(string); ok {
+				return v
+			}
 		}
 		return ""
 	}
@@ -157,22 +158,22 @@ func Elasticsearch(ctx context.Context, tp Transport, pattern string, opt report
 	if err != nil {
 		return nil, err
 	}
-	rootQ := map[string]any{"bool": map[string]any{"must": []any{term("type", "successful_login")},
-		"should": []any{term("user", "root"), term("priv_user", "root")}, "minimum_should_match": 1}}
+	rootQ := map[string]any{"bool": map[string]any{"must": []any{term(names.Type, "successful_login")},
+		"should": []any{term(names.User, "root"), term(names.PrivUser, "root")}, "minimum_should_match": 1}}
 	err = pages(rootQ, []string{"host", "ip"}, nil, func(k map[string]any, b esBucket) {
 		r.RootLogins = append(r.RootLogins, report.RootLogin{Host: str(k, "host"), IP: str(k, "ip"), Count: b.DocCount})
 	})
 	if err != nil {
 		return nil, err
 	}
-	err = pages(query(nil, exists("user")), []string{"ip"}, nil, func(k map[string]any, b esBucket) {
+	err = pages(query(nil, exists(names.User)), []string{"ip"}, nil, func(k map[string]any, b esBucket) {
 		r.Probes = append(r.Probes, report.Probe{IP: str(k, "ip"), Count: b.DocCount})
 	})
 	if err != nil {
 		return nil, err
 	}
-	err = pages(query([]any{exists("user")}), []string{"user"}, map[string]any{"ok": success, "failed": failed,
-		"sources": map[string]any{"cardinality": map[string]any{"field": "ip"}}, "first": firstTS, "last": lastTS}, func(k map[string]any, b esBucket) {
+	err = pages(query([]any{exists(names.User)}), []string{"user"}, map[string]any{"ok": success, "failed": failed,
+		"sources": map[string]any{"cardinality": map[string]any{"field": names.IP}}, "first": firstTS, "last": lastTS}, func(k map[string]any, b esBucket) {
 		ok, fl := docCount(b.Sub["ok"]), docCount(b.Sub["failed"])
 		srcs, _ := value(b.Sub["sources"])
 		r.Accounts = append(r.Accounts, report.AccountStats{User: str(k, "user"), Logins: ok, Failures: fl, DistinctSources: int(srcs),
@@ -192,7 +193,7 @@ func Elasticsearch(ctx context.Context, tp Transport, pattern string, opt report
 			wanted[ac.User] = true
 		}
 		last := map[string]map[[2]string]time.Time{}
-		err = pages(map[string]any{"bool": map[string]any{"must": []any{term("type", "successful_login")}}}, []string{"user", "host", "ip"},
+		err = pages(map[string]any{"bool": map[string]any{"must": []any{term(names.Type, "successful_login")}}}, []string{"user", "host", "ip"},
 			map[string]any{"last": lastTS}, func(k map[string]any, b esBucket) {
 				user := str(k, "user")
 				if !wanted[user] {
@@ -228,6 +229,95 @@ func Elasticsearch(ctx context.Context, tp Transport, pattern string, opt report
 	}
 	report.Finish(r, opt)
 	return r, nil
+}
+
+// Names are the fields a report reads in the index, by schema.
+type Names struct {
+	Type, MyHost, Host, HostAlt, IP, User, PrivUser string
+}
+
+// SeedNames are the auditlogin schema's fields; ECSNames the ecs and both
+// schemas' (both has the ECS fields too, and its user and host are ECS's).
+var (
+	SeedNames = Names{Type: "type", MyHost: "myhost", Host: "host", IP: "ip", User: "user", PrivUser: "priv_user"}
+	ECSNames  = Names{Type: "event.action", MyHost: "host.name", Host: "source.domain", HostAlt: "auditlogin.host",
+		IP: "source.ip", User: "user.name", PrivUser: "user.effective.name"}
+)
+
+// NamesFor returns the names of an event_schema (auditlogin, ecs, both).
+func NamesFor(schema string) Names {
+	if schema == "ecs" || schema == "both" {
+		return ECSNames
+	}
+	return SeedNames
+}
+
+// fields returns the index fields of a logical field (type, myhost, host,
+// ip, user, priv_user).
+func (n Names) fields(f string) []string {
+	switch f {
+	case "type":
+		return []string{n.Type}
+	case "myhost":
+		return []string{n.MyHost}
+	case "host":
+		if n.HostAlt != "" {
+			return []string{n.Host, n.HostAlt}
+		}
+		return []string{n.Host}
+	case "ip":
+		return []string{n.IP}
+	case "user":
+		return []string{n.User}
+	case "priv_user":
+		return []string{n.PrivUser}
+	}
+	return []string{f}
+}
+
+// DetectNames tells which schema the indices hold: ECS's names when any
+// document has event.action (ecs or both), the seed's otherwise.
+func DetectNames(ctx context.Context, tp Transport, pattern string) (Names, error) {
+	sr, err := searchOnce(ctx, tp, pattern, []byte(`{"size":0,"track_total_hits":1,"query":{"exists":{"field":"event.action"}}}`))
+	if err != nil {
+		return Names{}, err
+	}
+	if sr.Hits.Total.Value > 0 {
+		return ECSNames, nil
+	}
+	return SeedNames, nil
+}
+
+type searchResponse struct {
+	Hits struct {
+		Total struct {
+			Value int64 `json:"value"`
+		} `json:"total"`
+	} `json:"hits"`
+	Aggs map[string]json.RawMessage `json:"aggregations"`
+}
+
+// searchOnce sends one search to the indices matching pattern.
+func searchOnce(ctx context.Context, tp Transport, pattern string, body []byte) (*searchResponse, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "/"+url.PathEscape(pattern)+"/_search", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := tp.Perform(req)
+	if err != nil {
+		return nil, fmt.Errorf("--es: %w", err)
+	}
+	defer res.Body.Close()
+	data, _ := io.ReadAll(res.Body)
+	if res.StatusCode != 200 {
+		return nil, fmt.Errorf("--es: search answered %s: %.300s", res.Status, data)
+	}
+	var sr searchResponse
+	if err := json.Unmarshal(data, &sr); err != nil {
+		return nil, fmt.Errorf("--es: the answer is not a search response: %v", err)
+	}
+	return &sr, nil
 }
 
 // Transport performs requests against the cluster with the client the

@@ -9,7 +9,6 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -81,41 +80,22 @@ func Detect(br *bufio.Reader) string {
 	return parser.Detect(head)
 }
 
-// ndjsonEvent is what a report reads of an event.
-type ndjsonEvent struct {
-	Timestamp time.Time `json:"@timestamp"`
-	Type      string    `json:"type"`
-	MyHost    string    `json:"myhost"`
-	User      *string   `json:"user"`
-	PrivUser  *string   `json:"priv_user"`
-	Host      *string   `json:"host"`
-	IP        *string   `json:"ip"`
-}
-
-func nullable(p *string) auditlogin.NullString {
-	if p == nil {
-		return auditlogin.Null
-	}
-	return auditlogin.Str(*p)
-}
-
 func readNDJSON(name string, br *bufio.Reader, stderr io.Writer, agg *report.Aggregator) error {
 	bad := 0
-	var ev ndjsonEvent
 	_, err := auditlogin.ReadLines(br, name, 0, true, func(l auditlogin.Line) {
 		if len(bytes.TrimSpace(l.Data)) == 0 {
 			return
 		}
-		ev = ndjsonEvent{}
-		if err := json.Unmarshal(l.Data, &ev); err != nil || ev.Timestamp.IsZero() || ev.Type == "" {
+		// Shipped events in any schema (auditlogin, ecs, both).
+		ev, err := auditlogin.DecodeEvent(l.Data)
+		if err != nil || ev.Timestamp.IsZero() || ev.Type == "" {
 			bad++
 			if bad <= 5 {
 				fmt.Fprintf(stderr, "%s:%d: not an event\n", name, l.Pos.Offset)
 			}
 			return
 		}
-		agg.Add(&auditlogin.Event{Timestamp: ev.Timestamp, Type: ev.Type, MyHost: ev.MyHost,
-			User: nullable(ev.User), PrivUser: nullable(ev.PrivUser), Host: nullable(ev.Host), IP: nullable(ev.IP)})
+		agg.Add(ev)
 	})
 	if bad > 0 {
 		fmt.Fprintf(stderr, "auditlogin report: %s: %d line(s) were not events\n", name, bad)

@@ -184,6 +184,13 @@ func (s *Server) Template(name string) json.RawMessage {
 	return s.templates[name]
 }
 
+// ComponentTemplate returns a stored component template (nil if none).
+func (s *Server) ComponentTemplate(name string) json.RawMessage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.components[name]
+}
+
 // SavedObject returns a Kibana saved object (nil if none).
 func (s *Server) SavedObject(typ, id string) json.RawMessage {
 	s.mu.Lock()
