@@ -17,6 +17,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"path"
 	"sort"
 	"strings"
@@ -374,6 +375,11 @@ func (s *Server) bulk(w http.ResponseWriter, r *http.Request, defIndex string) {
 		case !json.Valid(src):
 			status = 400
 			result["error"] = errBody("document_parsing_exception", "failed to parse: not JSON")
+		case badIP(src) != "":
+			// As Elasticsearch's ip type without ignore_malformed: an
+			// address with a leading zero ("10.0.0.03") is refused.
+			status = 400
+			result["error"] = errBody("document_parsing_exception", "failed to parse field [ip] of type [ip]: '"+badIP(src)+"' is not an IP string literal.")
 		case op != "create" && op != "index":
 			status = 400
 			result["error"] = errBody("illegal_argument_exception", "unsupported action "+op)
@@ -1017,4 +1023,35 @@ func (s *Server) kibanaImport(w http.ResponseWriter, r *http.Request) {
 		n++
 	}
 	writeJSON(w, 200, map[string]any{"success": len(errs) == 0, "successCount": n, "errors": errs})
+}
+
+// ipFields are the fields the agent's templates map as ip, in every schema.
+var ipFields = []string{"ip", "source.ip", "related.ip"}
+
+// badIP returns the first value of an ip field in src that Elasticsearch's
+// ip type refuses ("" if none): not an address as InetAddresses reads one
+// (netip.ParseAddr: no leading zeros in IPv4 octets).
+func badIP(src []byte) string {
+	var doc map[string]any
+	if json.Unmarshal(src, &doc) != nil {
+		return ""
+	}
+	for _, f := range ipFields {
+		v, ok := field(doc, f)
+		if !ok {
+			continue
+		}
+		vals, isList := v.([]any)
+		if !isList {
+			vals = []any{v}
+		}
+		for _, x := range vals {
+			if str, ok := x.(string); ok {
+				if _, err := netip.ParseAddr(str); err != nil {
+					return str
+				}
+			}
+		}
+	}
+	return ""
 }
