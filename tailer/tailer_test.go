@@ -467,6 +467,37 @@ func TestLongLine(t *testing.T) {
 	}
 }
 
+// The line limit is exact: a line of max_line_bytes (newline not counted) is
+// whole, one byte more is cut and dead-lettered, whether the line arrives at
+// once or its newline comes in a later write, and whatever the read size.
+func TestLongLineLimitIsExact(t *testing.T) {
+	for _, readSize := range []int{32, 100, 101, 4096} {
+		t.Run(fmt.Sprint(readSize), func(t *testing.T) {
+			h := newHarness(t, func(c *Config) { c.MaxLine = 100; c.ReadSize = readSize }, "a.log")
+			p := h.path("a.log")
+			a, b, c, d := strings.Repeat("a", 100), strings.Repeat("b", 101), strings.Repeat("c", 100), strings.Repeat("d", 101)
+			appendTo(t, p, a+"\n"+b+"\n")
+			h.start()
+			h.waitFor([]string{a})
+			h.until("the 101-byte line dead-lettered", func() bool { return h.dl.count() == 1 })
+			appendTo(t, p, c) // no newline yet: waits
+			// Forty polls' time for the tailer to see the partial line (a
+			// slower machine makes this case weaker, never failing).
+			time.Sleep(200 * time.Millisecond)
+			appendTo(t, p, "\n"+d)
+			h.waitFor([]string{a, c})
+			appendTo(t, p, "\n")
+			h.waitCommitted(p, size(t, p))
+			if got := h.dl.count(); got != 2 {
+				t.Fatalf("dead letters %d, want 2 (the 101-byte lines)", got)
+			}
+			if got := h.lines(); len(got) != 2 || got[0] != a || got[1] != c {
+				t.Fatalf("delivered %q", got)
+			}
+		})
+	}
+}
+
 func TestResumeFromCheckpoint(t *testing.T) {
 	h := newHarness(t, nil, "a.log")
 	p := h.path("a.log")
