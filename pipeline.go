@@ -90,6 +90,7 @@ type Pipeline struct {
 	scratch   []byte // encoding buffer
 
 	rejWindow                time.Time // rejected-record log limiting
+	now                      func() time.Time
 	rejLogged, rejSuppressed int
 
 	stopCtx context.Context // cancelled: stop taking lines
@@ -170,7 +171,7 @@ func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
 			cfg.RetryMax = cfg.RetryInitial
 		}
 	}
-	p := &Pipeline{cfg: cfg, log: cfg.Logger, tr: newTracker(cfg.MaxInFlight, cfg.MaxInFlightBytes), errsByFormat: map[string]int64{}}
+	p := &Pipeline{cfg: cfg, log: cfg.Logger, tr: newTracker(cfg.MaxInFlight, cfg.MaxInFlightBytes), errsByFormat: map[string]int64{}, now: time.Now}
 	for _, o := range cfg.Outputs {
 		w := cfg.Workers
 		if c, ok := o.(Concurrent); ok && c.Workers() > 0 {
@@ -397,7 +398,7 @@ func (p *Pipeline) emit(rec Record) {
 // controlled) one line a minute says how many more went to the dead-letter
 // file. Called from the parse goroutine only.
 func (p *Pipeline) logRejected(rec Record) {
-	now := time.Now()
+	now := p.now()
 	if now.Sub(p.rejWindow) >= time.Minute {
 		if p.rejSuppressed > 0 {
 			p.log.Warn("more records rejected than logged; all are in the dead-letter file",

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -427,7 +428,59 @@ func TestPipelineRejectionLogsAreBounded(t *testing.T) {
 	if !strings.Contains(logs.String(), "file=/a.log offset=0") {
 		t.Fatalf("rejection log lacks file and offset:\n%s", logs.String())
 	}
+	if !strings.Contains(logs.String(), "not_logged=490") {
+		t.Fatalf("no summary of the 490 rejections not logged:\n%s", logs.String())
+	}
 	if p.Stats().ParseErrors != 500 || p.Stats().DeadLettered != 500 {
 		t.Fatalf("every rejection must still be counted and kept: %+v", p.Stats())
 	}
 }
+
+// The burst is per minute: a minute after the window opened, the summary of
+// what was not logged comes first, then rejections are logged again.
+func TestPipelineRejectionLogWindow(t *testing.T) {
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	now := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
+	p := newPipeline(t, []auditlogin.Output{outputtest.NewFake("a")}, &memCheckpoint{}, &memDeadLetter{}, func(c *auditlogin.PipelineConfig) {
+		c.Logger = slog.New(slog.NewTextHandler(&syncWriter{w: &logs, mu: &mu}, nil))
+	})
+	var clock sync.Mutex
+	auditlogin.SetClock(p, func() time.Time { clock.Lock(); defer clock.Unlock(); return now })
+	advance := func(d time.Duration) { clock.Lock(); now = now.Add(d); clock.Unlock() }
+	ch := make(chan []auditlogin.Line)
+	done := make(chan error)
+	go func() { done <- p.Run(context.Background(), ch) }()
+	count := func(s string) int { mu.Lock(); defer mu.Unlock(); return strings.Count(logs.String(), s) }
+	parsed := func(n int64) {
+		deadline := time.Now().Add(10 * time.Second)
+		for p.Stats().ParseErrors < n && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	feed(ch, 0, 15, func(i int) string { return "bad" + fmt.Sprint(i) }) // 10 logged, 5 not
+	parsed(15)
+	advance(59 * time.Second)
+	feed(ch, 15, 5, func(i int) string { return "bad" + fmt.Sprint(i) }) // same minute: none logged
+	parsed(20)
+	advance(time.Second)
+	feed(ch, 20, 3, func(i int) string { return "bad" + fmt.Sprint(i) }) // a new minute
+	close(ch)
+	<-done
+	if n := count("rejected record"); n != 13 {
+		t.Fatalf("%d rejection lines, want 10 in the first minute and 3 in the second:\n%s", n, logs.String())
+	}
+	if n := count("not_logged=10"); n != 1 {
+		t.Fatalf("summary of the first minute's 10 unlogged rejections said %d times:\n%s", n, logs.String())
+	}
+	if n := count("more records rejected than logged"); n != 1 {
+		t.Fatalf("%d summaries, want 1 (nothing unlogged in the second minute):\n%s", n, logs.String())
+	}
+}
+
+type syncWriter struct {
+	w  io.Writer
+	mu *sync.Mutex
+}
+
+func (s *syncWriter) Write(b []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.w.Write(b) }
