@@ -825,3 +825,66 @@ func TestIdleIsToldOncePerQuietSpell(t *testing.T) {
 		t.Fatalf("told %d times after a second quiet spell, want 2", n)
 	}
 }
+
+// idOfLen is the identity of the file at path with its first n bytes.
+func idOfLen(t *testing.T, path string, n int) auditlogin.FileID {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	id, _, _, err := identify(f, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// offsetOf is the byte offset of line i of lines (each line plus newline).
+func offsetOf(lines []string, i int) int64 {
+	n := 0
+	for _, l := range lines[:i] {
+		n += len(l) + 1
+	}
+	return int64(n)
+}
+
+// When several registry entries know a file, the furthest committed offset
+// is where reading resumes (anything before it was shipped under one of
+// them): for the file's own inode under two fingerprint lengths, and for a
+// copy (another inode) of content two earlier copies were read from.
+func TestSeveralEntriesResumeAtTheFurthest(t *testing.T) {
+	lines := seq("a", 0, 10)
+	t.Run("same inode", func(t *testing.T) {
+		h := newHarness(t, nil, "a.log")
+		p := h.path("a.log")
+		appendTo(t, p, text(lines))
+		reg, err := OpenRegistry(filepath.Join(h.regDir, "registry.json"), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Known under 8 bytes at line 6, under 4 bytes at line 2 (the file
+		// was shorter when first seen), in either order in the map.
+		reg.Register(idOfLen(t, p, 8), p, offsetOf(lines, 6))
+		reg.Register(idOfLen(t, p, 4), p, offsetOf(lines, 2))
+		h.start()
+		h.waitFor(lines[6:])
+	})
+	t.Run("copies", func(t *testing.T) {
+		h := newHarness(t, nil, "a.log")
+		p := h.path("a.log")
+		x, y := h.path("x.old"), h.path("y.old")
+		appendTo(t, x, text(lines))
+		appendTo(t, y, text(lines))
+		reg, err := OpenRegistry(filepath.Join(h.regDir, "registry.json"), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reg.Register(idOfLen(t, x, DefaultFingerprintSize), x, offsetOf(lines, 2))
+		reg.Register(idOfLen(t, y, DefaultFingerprintSize), y, offsetOf(lines, 7))
+		appendTo(t, p, text(lines)) // a third copy, where the input looks
+		h.start()
+		h.waitFor(lines[7:])
+	})
+}
