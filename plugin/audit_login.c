@@ -39,19 +39,32 @@
   (a full disk) is counted in Audit_login_write_errors and reported in the
   error log (the first at once, then at most once a minute with a count);
   the next record starts on a fresh line, so no record is glued to a
-  fragment. Logins never wait on a reader; a hung network file system can
-  still block write(2): keep the log on local disk.
+  fragment.
+
+  Logins never wait on the file: a login formats its record and queues it
+  for the plugin's writer thread, which does the write(2). A write that does
+  not return (a hung network file system) holds only that thread: records
+  queue up to audit_login_buffer_size bytes (1 MiB); a login that finds the
+  queue full waits at most audit_login_wait_ms (100 ms) for room, then its
+  record is dropped, counted in Audit_login_records_dropped and reported in
+  the error log (at most once a minute). SET GLOBAL audit_login_file and
+  audit_login_reopen never wait for the writer either: it moves to the new
+  file before its next record (after the stuck write returns). UNINSTALL
+  writes what is queued; a write stuck for 5 s is cancelled (interruptible
+  network and FUSE file systems return).
 
   System variables: audit_login_enabled, audit_login_skip_users (comma
   separated, spaces around names ignored, at most 64 names and 1023
   characters: longer values are refused), audit_login_file,
-  audit_login_reopen.
+  audit_login_reopen, audit_login_buffer_size, audit_login_wait_ms.
   Status variables: Audit_login_records_written, Audit_login_write_errors,
+  Audit_login_records_dropped, Audit_login_buffer_bytes,
   Audit_login_successful_logins, Audit_login_failed_logins.
 
   Released under the GPL (v2), like the original and the server's API.
 */
 
+#define _GNU_SOURCE /* pthread_timedjoin_np */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -78,8 +91,33 @@ static unsigned long long write_errors = 0;
 static unsigned long long successful_logins = 0;
 static unsigned long long failed_logins = 0;
 
-static pthread_rwlock_t lock = PTHREAD_RWLOCK_INITIALIZER; /* fd and skip list */
-static int fd = -1;
+static unsigned long long records_dropped = 0;
+static unsigned long long queued_bytes = 0; /* records waiting for the writer thread */
+
+static pthread_rwlock_t lock = PTHREAD_RWLOCK_INITIALIZER; /* skip list */
+
+/* The records go through a queue to one writer thread, so that no login
+   ever waits on the file: a login that finds the queue full waits at most
+   audit_login_wait_ms for room, then its record is dropped (counted and
+   reported). Only the writer thread writes to or closes fd; a reopen hands
+   it new_fd, which it switches to before its next record. */
+struct rec {
+  struct rec *next;
+  size_t len;
+  char data[];
+};
+static pthread_mutex_t qmu = PTHREAD_MUTEX_INITIALIZER; /* the queue, fd handover, stop */
+static pthread_cond_t qwork = PTHREAD_COND_INITIALIZER; /* a record, a new fd, or stop */
+static pthread_cond_t qroom = PTHREAD_COND_INITIALIZER; /* the writer freed room */
+static struct rec *qhead = NULL, *qtail = NULL;
+static unsigned long long qbytes = 0;
+static int fd = -1;     /* the writer's file (the writer's own once it runs) */
+static int new_fd = -1; /* a reopened file waiting for the writer, or -1 */
+static int stopping = 0;
+static int writer_running = 0;
+static pthread_t writer;
+static unsigned long buffer_size = 1 << 20; /* audit_login_buffer_size */
+static unsigned long wait_ms = 100;         /* audit_login_wait_ms */
 static int broken = 0;            /* the last write failed or was short: start the next record on a new line */
 static time_t last_report = 0;    /* write failures reported to the error log (once a minute) */
 static unsigned long long unreported = 0;
@@ -230,8 +268,9 @@ static int open_regular(const char *path, const char **why) {
 
 static const char *log_path(void) { return (file_value && *file_value) ? file_value : "audit_login.log"; }
 
-/* Opens (or reopens) the log; the write lock is held. On failure the old
-   descriptor is kept. */
+/* Opens (or reopens) the log and hands it to the writer thread, which
+   switches to it before its next record (never waiting for it: the writer
+   may be stuck in a write). On failure the old descriptor is kept. */
 static int open_log(void) {
   const char *why = NULL;
   int nfd = open_regular(log_path(), &why);
@@ -239,23 +278,159 @@ static int open_log(void) {
     fprintf(stderr, "audit_login: cannot open %s: %s\n", log_path(), why);
     return -1;
   }
-  if (fd >= 0) close(fd);
-  fd = nfd;
+  pthread_mutex_lock(&qmu);
+  if (!writer_running) {
+    if (fd >= 0) close(fd);
+    fd = nfd;
+  } else {
+    if (new_fd >= 0) close(new_fd); /* an earlier reopen the writer has not taken yet */
+    new_fd = nfd;
+    pthread_cond_signal(&qwork);
+  }
+  pthread_mutex_unlock(&qmu);
   return 0;
 }
 
-/* Reports a failed write in the error log: the first at once, then at most
-   once a minute with how many failed meanwhile. */
+/* Reports a failed write or a dropped record in the error log: the first
+   at once, then at most once a minute with how many were lost meanwhile. */
 static void report_write_error(int err, size_t written, size_t want) {
   time_t now = time(NULL);
   time_t last = __atomic_load_n(&last_report, __ATOMIC_RELAXED);
   __atomic_add_fetch(&unreported, 1, __ATOMIC_RELAXED);
   if (last != 0 && now - last < 60) return;
   if (!__atomic_compare_exchange_n(&last_report, &last, now, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) return;
-  fprintf(stderr, "audit_login: writing %s failed (%s; %zu of %zu bytes written): %llu record(s) lost since the last report; "
-                  "the next record starts on a new line\n",
-          log_path(), err ? strerror(err) : "short write", written, want,
-          (unsigned long long) __atomic_exchange_n(&unreported, 0, __ATOMIC_RELAXED));
+  if (err == ETIMEDOUT)
+    fprintf(stderr, "audit_login: %s is not taking records (a write has not returned for audit_login_wait_ms and %lu bytes wait): "
+                    "%llu record(s) dropped since the last report (Audit_login_records_dropped); logins go on\n",
+            log_path(), (unsigned long) want, (unsigned long long) __atomic_exchange_n(&unreported, 0, __ATOMIC_RELAXED));
+  else
+    fprintf(stderr, "audit_login: writing %s failed (%s; %zu of %zu bytes written): %llu record(s) lost since the last report; "
+                    "the next record starts on a new line\n",
+            log_path(), err ? strerror(err) : "short write", written, want,
+            (unsigned long long) __atomic_exchange_n(&unreported, 0, __ATOMIC_RELAXED));
+}
+
+/* write(2) as the one point where the writer thread may be cancelled. */
+static ssize_t cancellable_write(int wfd, const void *p, size_t n) {
+  int old, err;
+  ssize_t w;
+  pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, &old);
+  w = write(wfd, p, n);
+  err = errno;
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+  errno = err;
+  return w;
+}
+
+/* Writes one record (the writer thread). */
+static void write_one(int wfd, struct rec *r) {
+  ssize_t w;
+  int err;
+  /* After a failed or short write, a fragment without its newline may end
+     the file: start on a fresh line (an empty line is skipped by readers). */
+  if (broken) {
+    if (cancellable_write(wfd, "\n", 1) == 1) broken = 0;
+  }
+  w = cancellable_write(wfd, r->data, r->len); /* one write per record */
+  err = w < 0 ? errno : 0;
+  if (w == (ssize_t) r->len) {
+    __atomic_add_fetch(&records_written, 1, __ATOMIC_RELAXED);
+  } else {
+    __atomic_add_fetch(&write_errors, 1, __ATOMIC_RELAXED);
+    broken = 1; /* maybe a fragment on disk */
+    report_write_error(err, w > 0 ? (size_t) w : 0, r->len);
+  }
+}
+
+/* The writer thread: takes records in order and writes them; a stuck write
+   holds only this thread. It can be cancelled only inside write(), where it
+   holds no lock (UNINSTALL with a target that never answers). */
+static void *writer_main(void *arg) {
+  (void) arg;
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+  pthread_mutex_lock(&qmu);
+  for (;;) {
+    struct rec *r;
+    int wfd, old = -1;
+    while (qhead == NULL && new_fd < 0 && !stopping) pthread_cond_wait(&qwork, &qmu);
+    if (new_fd >= 0) {
+      old = fd;
+      fd = new_fd;
+      new_fd = -1;
+      broken = 0; /* a new file */
+    }
+    if (qhead == NULL && stopping) {
+      pthread_mutex_unlock(&qmu);
+      if (old >= 0) close(old);
+      return NULL;
+    }
+    r = qhead;
+    if (r) {
+      qhead = r->next;
+      if (!qhead) qtail = NULL;
+    }
+    wfd = fd;
+    pthread_mutex_unlock(&qmu);
+    if (old >= 0) close(old);
+    if (r) {
+      if (wfd >= 0) {
+        write_one(wfd, r);
+      } else { /* no file could be opened: lost, and said so */
+        __atomic_add_fetch(&write_errors, 1, __ATOMIC_RELAXED);
+        report_write_error(EBADF, 0, r->len);
+      }
+      pthread_mutex_lock(&qmu);
+      qbytes -= r->len;
+      __atomic_store_n(&queued_bytes, qbytes, __ATOMIC_RELAXED);
+      pthread_cond_broadcast(&qroom);
+      free(r);
+    } else {
+      pthread_mutex_lock(&qmu);
+    }
+  }
+}
+
+/* Queues a record for the writer; waits at most wait_ms for room, then
+   drops it. */
+static void enqueue(const char *data, size_t len) {
+  struct rec *r = malloc(sizeof(struct rec) + len);
+  struct timespec deadline;
+  int waited = 0;
+  if (r == NULL) {
+    __atomic_add_fetch(&records_dropped, 1, __ATOMIC_RELAXED);
+    report_write_error(ETIMEDOUT, 0, 0);
+    return;
+  }
+  r->next = NULL;
+  r->len = len;
+  memcpy(r->data, data, len);
+  pthread_mutex_lock(&qmu);
+  while (qbytes > 0 && qbytes + len > __atomic_load_n(&buffer_size, __ATOMIC_RELAXED) && !stopping) {
+    if (!waited) {
+      clock_gettime(CLOCK_REALTIME, &deadline);
+      deadline.tv_sec += wait_ms / 1000;
+      deadline.tv_nsec += (long) (wait_ms % 1000) * 1000000L;
+      if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+      }
+      waited = 1;
+    }
+    if (wait_ms == 0 || pthread_cond_timedwait(&qroom, &qmu, &deadline) == ETIMEDOUT) {
+      unsigned long long q = qbytes;
+      pthread_mutex_unlock(&qmu);
+      free(r);
+      __atomic_add_fetch(&records_dropped, 1, __ATOMIC_RELAXED);
+      report_write_error(ETIMEDOUT, 0, (size_t) q);
+      return;
+    }
+  }
+  if (qtail) qtail->next = r; else qhead = r;
+  qtail = r;
+  qbytes += len;
+  __atomic_store_n(&queued_bytes, qbytes, __ATOMIC_RELAXED);
+  pthread_cond_signal(&qwork);
+  pthread_mutex_unlock(&qmu);
 }
 
 static void write_record(const struct mysql_event_connection *ev, const char *type) {
@@ -264,7 +439,6 @@ static void write_record(const struct mysql_event_connection *ev, const char *ty
   struct tm tm;
   time_t now = time(NULL);
   int i, skip = 0;
-  ssize_t w;
 
   pthread_rwlock_rdlock(&lock);
   for (i = 0; i < num_skip_users; i++) {
@@ -274,19 +448,12 @@ static void write_record(const struct mysql_event_connection *ev, const char *ty
       break;
     }
   }
-  if (skip || fd < 0) {
-    pthread_rwlock_unlock(&lock);
-    return;
-  }
+  pthread_rwlock_unlock(&lock);
+  if (skip) return;
   localtime_r(&now, &tm);
   strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S", &tm);
   snprintf(num, sizeof(num), "%lu", ev->thread_id);
   buf_init(&b);
-  /* After a failed or short write, a fragment without its newline may end
-     the file: start on a fresh line (an empty line is skipped by readers). */
-  if (__atomic_exchange_n(&broken, 0, __ATOMIC_RELAXED) && puts_(&b, "\n")) {
-    __atomic_store_n(&broken, 1, __ATOMIC_RELAXED);
-  }
   if (puts_(&b, "{\"ts\":\"") || puts_(&b, ts) || puts_(&b, "\",\"type\":\"") || puts_(&b, type) ||
       puts_(&b, "\"") || put_field(&b, "myhost", myhost, strlen(myhost)) ||
       puts_(&b, ",\"thread\":\"") || puts_(&b, num) || puts_(&b, "\"") ||
@@ -295,23 +462,10 @@ static void write_record(const struct mysql_event_connection *ev, const char *ty
       put_field(&b, "host", ev->host, ev->host ? ev->host_length : 0) ||
       put_field(&b, "ip", ev->ip, ev->ip ? ev->ip_length : 0) || puts_(&b, ",\"escaped\":true}\n")) {
     __atomic_add_fetch(&write_errors, 1, __ATOMIC_RELAXED);
-    pthread_rwlock_unlock(&lock);
     buf_free(&b);
     return;
   }
-  /* One write per record: with O_APPEND, concurrent records never interleave. */
-  w = write(fd, b.p, b.len);
-  {
-    int err = w < 0 ? errno : 0;
-    pthread_rwlock_unlock(&lock);
-    if (w == (ssize_t) b.len) {
-      __atomic_add_fetch(&records_written, 1, __ATOMIC_RELAXED);
-    } else {
-      __atomic_add_fetch(&write_errors, 1, __ATOMIC_RELAXED);
-      __atomic_store_n(&broken, 1, __ATOMIC_RELAXED); /* maybe a fragment on disk */
-      report_write_error(err, w > 0 ? (size_t) w : 0, b.len);
-    }
-  }
+  enqueue(b.p, b.len);
   buf_free(&b);
 }
 
@@ -392,23 +546,19 @@ static void update_skip_users(MYSQL_THD thd, struct st_mysql_sys_var *var, void 
   pthread_rwlock_unlock(&lock);
 }
 
+/* The server serializes updates of a variable (LOCK_global_system_variables):
+   file_store is written only here and at init. */
 static void update_file(MYSQL_THD thd, struct st_mysql_sys_var *var, void *var_ptr, const void *save) {
   (void) thd; (void) var;
-  pthread_rwlock_wrlock(&lock);
   copy_value(file_store, sizeof(file_store), save);
   if (file_store[0] == 0) strcpy(file_store, "audit_login.log"); /* show the path actually used */
   *(char **) var_ptr = file_store;
   open_log(); /* checked just before: on a failure now, the old file stays open */
-  pthread_rwlock_unlock(&lock);
 }
 
 static void update_reopen(MYSQL_THD thd, struct st_mysql_sys_var *var, void *var_ptr, const void *save) {
   (void) thd; (void) var;
-  if (*(const char *) save) {
-    pthread_rwlock_wrlock(&lock);
-    open_log();
-    pthread_rwlock_unlock(&lock);
-  }
+  if (*(const char *) save) open_log();
   *(char *) var_ptr = 0; /* a trigger, like server_audit_file_rotate_now */
 }
 
@@ -421,13 +571,22 @@ static MYSQL_SYSVAR_STR(file, file_value, PLUGIN_VAR_RQCMDARG,
                         check_file, update_file, "audit_login.log");
 static MYSQL_SYSVAR_BOOL(reopen, reopen_value, PLUGIN_VAR_OPCMDARG,
                          "SET it ON to reopen the log file (after renaming it, for rotation)", NULL, update_reopen, 0);
+static MYSQL_SYSVAR_ULONG(buffer_size, buffer_size, PLUGIN_VAR_RQCMDARG,
+                          "Bytes of records that may wait for the writer thread (a slow or stuck log file)",
+                          NULL, NULL, 1 << 20, 4096, 1UL << 30, 0);
+static MYSQL_SYSVAR_ULONG(wait_ms, wait_ms, PLUGIN_VAR_RQCMDARG,
+                          "How long a login waits for room in a full buffer before its record is dropped (ms; 0: drop at once)",
+                          NULL, NULL, 100, 0, 60000, 0);
 
 static struct st_mysql_sys_var *sys_vars[] = {
-    MYSQL_SYSVAR(enabled), MYSQL_SYSVAR(skip_users), MYSQL_SYSVAR(file), MYSQL_SYSVAR(reopen), NULL};
+    MYSQL_SYSVAR(enabled), MYSQL_SYSVAR(skip_users), MYSQL_SYSVAR(file), MYSQL_SYSVAR(reopen),
+    MYSQL_SYSVAR(buffer_size), MYSQL_SYSVAR(wait_ms), NULL};
 
 static struct st_mysql_show_var status_vars[] = {
     {"Audit_login_records_written", (char *) &records_written, SHOW_ULONGLONG},
     {"Audit_login_write_errors", (char *) &write_errors, SHOW_ULONGLONG},
+    {"Audit_login_records_dropped", (char *) &records_dropped, SHOW_ULONGLONG},
+    {"Audit_login_buffer_bytes", (char *) &queued_bytes, SHOW_ULONGLONG},
     {"Audit_login_successful_logins", (char *) &successful_logins, SHOW_ULONGLONG},
     {"Audit_login_failed_logins", (char *) &failed_logins, SHOW_ULONGLONG},
     {0, 0, 0}};
@@ -444,17 +603,55 @@ static int audit_login_init(void *p) {
   strncpy(file_store, (file_value && *file_value) ? file_value : "audit_login.log", sizeof(file_store) - 1);
   file_value = file_store; /* the variable shows the path actually used */
   parse_skip_users(skip_users_value);
-  open_log(); /* a failure is logged; records are skipped until a reopen works */
   pthread_rwlock_unlock(&lock);
+  stopping = 0;
+  open_log(); /* a failure is logged; records are skipped until a reopen works */
+  if (pthread_create(&writer, NULL, writer_main, NULL) != 0) {
+    fprintf(stderr, "audit_login: cannot start the writer thread\n");
+    pthread_mutex_lock(&qmu);
+    if (fd >= 0) close(fd);
+    fd = -1;
+    pthread_mutex_unlock(&qmu);
+    return 1;
+  }
+  pthread_mutex_lock(&qmu);
+  writer_running = 1;
+  pthread_mutex_unlock(&qmu);
   return 0;
 }
 
+/* Stops the writer once the queue is written; a writer stuck in a write
+   for 5 s is cancelled there (a FUSE or interruptible NFS write returns). */
 static int audit_login_deinit(void *p) {
+  struct timespec deadline;
+  struct rec *r;
   (void) p;
-  pthread_rwlock_wrlock(&lock);
+  pthread_mutex_lock(&qmu);
+  stopping = 1;
+  pthread_cond_broadcast(&qwork);
+  pthread_cond_broadcast(&qroom);
+  pthread_mutex_unlock(&qmu);
+  clock_gettime(CLOCK_REALTIME, &deadline);
+  deadline.tv_sec += 5;
+  if (pthread_timedjoin_np(writer, NULL, &deadline) != 0) {
+    fprintf(stderr, "audit_login: the log file has not taken a record for 5 s; cancelling its write\n");
+    pthread_cancel(writer);
+    pthread_join(writer, NULL);
+  }
+  pthread_mutex_lock(&qmu);
+  writer_running = 0;
+  while ((r = qhead) != NULL) {
+    qhead = r->next;
+    free(r);
+    __atomic_add_fetch(&records_dropped, 1, __ATOMIC_RELAXED);
+  }
+  qtail = NULL;
+  qbytes = 0;
+  queued_bytes = 0;
   if (fd >= 0) close(fd);
-  fd = -1;
-  pthread_rwlock_unlock(&lock);
+  if (new_fd >= 0) close(new_fd);
+  fd = new_fd = -1;
+  pthread_mutex_unlock(&qmu);
   return 0;
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/auditlogin/auditlogin/internal/stallfs"
 	"github.com/auditlogin/auditlogin/internal/tmpfs"
 )
 
@@ -175,4 +176,152 @@ func TestPluginFaultsChangeItsGlobals(t *testing.T) {
 	if n := strings.Count(string(after[len(errBefore):]), "audit_login: writing"); n != 1 {
 		t.Errorf("the write failures were reported %d times in the error log, want once (rate-limited)", n)
 	}
+}
+
+// A log file whose writes stop returning (a hung network mount, made real
+// with a FUSE file system that holds writes in the kernel), in the running
+// MariaDB; it changes the plugin's globals only (uninstalled at the end).
+// Logins never wait longer than audit_login_wait_ms: records queue for the
+// plugin's writer thread, and when the queue is full they are dropped,
+// counted and reported once in the error log; SET GLOBAL audit_login_file
+// (to escape) returns at once; a root connection still gets in. When the
+// file system answers again, every record not dropped is written, whole.
+func TestPluginStuckLogTargetChangesItsGlobals(t *testing.T) {
+	db := mariadb(t)
+	defer db.Close()
+	ctx := context.Background()
+	installPlugin(t, db)
+	stall := stallfs.Mount(t)
+	stuckPath := filepath.Join(stall.Dir, "audit_login.log")
+	dir, err := os.MkdirTemp("", "auditlogin-plugin-stuck-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o777)
+	escapePath := filepath.Join(dir, "audit_login.log")
+	for _, q := range []string{"SET GLOBAL audit_login_file = '" + stuckPath + "'", "SET GLOBAL audit_login_buffer_size = 4096",
+		"SET GLOBAL audit_login_wait_ms = 100"} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	status := func(name string) int64 {
+		var n int64
+		db.QueryRowContext(ctx, "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = ?", name).Scan(&n)
+		return n
+	}
+	var errorLog string
+	db.QueryRowContext(ctx, "SELECT @@log_error").Scan(&errorLog)
+	if !filepath.IsAbs(errorLog) {
+		var datadir string
+		db.QueryRowContext(ctx, "SELECT @@datadir").Scan(&datadir)
+		errorLog = filepath.Join(datadir, errorLog)
+	}
+	errBefore, _ := os.ReadFile(errorLog)
+	// A login, bounded: a login that waits on the audit file fails the test
+	// instead of hanging it.
+	login := func(user string) time.Duration {
+		c := mysql.NewConfig()
+		c.User, c.Passwd, c.Net, c.Addr, c.Timeout = user, "x", "tcp", "127.0.0.1:3306", 5*time.Second
+		if user == "root" {
+			c.Passwd = "" // a successful login: its record is written before the client is let in
+		}
+		c.ReadTimeout, c.WriteTimeout = 5*time.Second, 5*time.Second
+		start := time.Now()
+		udb := sql.OpenDB(mustConnector(t, c))
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := udb.PingContext(lctx) // a failed login is a record too
+		cancel()
+		udb.Close()
+		took := time.Since(start)
+		if err != nil && !strings.Contains(err.Error(), "Access denied") {
+			t.Fatalf("login %s with the log target stuck: %v after %v", user, err, took)
+		}
+		return took
+	}
+	login("before_stall")
+	waitUntil(t, "the record before the stall", func() bool {
+		d, _ := os.ReadFile(filepath.Join(stall.Backing, "audit_login.log"))
+		return strings.Contains(string(d), "before_stall")
+	})
+	written0, dropped0 := status("AUDIT_LOGIN_RECORDS_WRITTEN"), status("AUDIT_LOGIN_RECORDS_DROPPED")
+
+	stall.Stall()
+	login("stuck_first")
+	if !stall.WaitHeld(1, 10*time.Second) {
+		t.Fatal("the plugin's write to the stalled file system was not held")
+	}
+	// Successful logins (each waits for its record's place in the queue
+	// before the client is let in) and failed ones (whose record the
+	// server writes after the client has its error).
+	const n = 60
+	var worst time.Duration
+	for i := 0; i < n; i++ {
+		user := "root"
+		if i%2 == 1 {
+			user = fmt.Sprintf("while_stuck_%02d_%s", i, strings.Repeat("z", 80))
+		}
+		worst = max(worst, login(user))
+	}
+	t.Logf("%d logins with the log target stuck: the slowest took %v", n, worst)
+	if worst > 2*time.Second {
+		t.Errorf("a login took %v with the log target stuck (audit_login_wait_ms is 100)", worst)
+	}
+	// No server thread stays behind waiting on the file.
+	waitUntil(t, "every record made queued or dropped", func() bool {
+		return status("AUDIT_LOGIN_RECORDS_DROPPED")-dropped0 > 0 &&
+			status("AUDIT_LOGIN_SUCCESSFUL_LOGINS")+status("AUDIT_LOGIN_FAILED_LOGINS") > 0
+	})
+	if q := status("AUDIT_LOGIN_BUFFER_BYTES"); q == 0 || q > 4096 {
+		t.Errorf("Audit_login_buffer_bytes %d, want the queue held within audit_login_buffer_size (4096)", q)
+	}
+	// A root connection gets in, and the way out returns at once.
+	start := time.Now()
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	_, err = db.ExecContext(sctx, "SET GLOBAL audit_login_file = ?", escapePath)
+	cancel()
+	if err != nil || time.Since(start) > 2*time.Second {
+		t.Fatalf("SET GLOBAL audit_login_file with the log target stuck: %v after %v", err, time.Since(start))
+	}
+	waitUntil(t, "one report of the dropped records in the error log", func() bool {
+		after, _ := os.ReadFile(errorLog)
+		return len(after) > len(errBefore) && strings.Contains(string(after[len(errBefore):]), "is not taking records")
+	})
+
+	stall.Resume()
+	login("after_resume")
+	waitUntil(t, "the record after the file system answered again", func() bool {
+		d, _ := os.ReadFile(escapePath)
+		return strings.Contains(string(d), "after_resume")
+	})
+	written, dropped := status("AUDIT_LOGIN_RECORDS_WRITTEN")-written0, status("AUDIT_LOGIN_RECORDS_DROPPED")-dropped0
+	if written+dropped != n+2 || written < 2 {
+		t.Errorf("after the stall: %d written + %d dropped, want the %d records made", written, dropped, n+2)
+	}
+	stuck, _ := os.ReadFile(filepath.Join(stall.Backing, "audit_login.log"))
+	escaped, _ := os.ReadFile(escapePath)
+	lines := 0
+	for _, data := range [][]byte{stuck, escaped} {
+		for _, l := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
+			if l == "" {
+				continue
+			}
+			if !json.Valid([]byte(l)) {
+				t.Fatalf("a broken line: %q", l)
+			}
+			lines++
+		}
+	}
+	if int64(lines) != 1+written {
+		t.Errorf("%d lines in the two files, want %d (the one before the stall and the %d written after)", lines, 1+written, written)
+	}
+	if !strings.Contains(string(stuck), "stuck_first") {
+		t.Error("the record whose write was held is not in the file it was written to")
+	}
+	after, _ := os.ReadFile(errorLog)
+	if c := strings.Count(string(after[len(errBefore):]), "is not taking records"); c != 1 {
+		t.Errorf("the dropped records were reported %d times, want once (at most once a minute)", c)
+	}
+	t.Logf("after the stall: %d written, %d dropped", written, dropped)
 }
