@@ -483,4 +483,8 @@ type syncWriter struct {
 	mu *sync.Mutex
 }
 
-func (s *syncWriter) Write(b []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.w.Write(b) }
+func (s *syncWriter) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(b)
+}
