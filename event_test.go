@@ -260,3 +260,58 @@ func BenchmarkAppend(b *testing.B) {
 		})
 	}
 }
+
+// The ECS encoder's edges, each of which a mutant of its conditions changes.
+func TestECSEdges(t *testing.T) {
+	if Schema(3).String() != "schema(3)" || SchemaBoth.String() != "both" {
+		t.Fatalf("String: %q %q", Schema(3).String(), SchemaBoth.String())
+	}
+	for s, want := range map[string]bool{"0": true, "9": true, "123456789012345678": true, "1234567890123456789": false,
+		"/": false, ":": false, "": false, "1a": false} {
+		if _, ok := threadID(s); ok != want {
+			t.Errorf("threadID(%q) ok = %v", s, ok)
+		}
+	}
+	enc := func(ev *Event) string {
+		if ev.Tags == nil {
+			ev.Tags = []string{}
+		}
+		return string(ev.Append(nil, SchemaECS))
+	}
+	cases := []struct {
+		ev       *Event
+		has, not []string
+	}{
+		{&Event{User: Null, PrivUser: Str(""), IP: Null, Host: Null}, []string{`"priv_user":""`}, []string{`"user"`, `"related"`, `"labels"`, `"source"`}},
+		{&Event{User: Str("a"), PrivUser: Str("b"), IP: Null, Host: Null}, []string{`"related":{"user":["a","b"]}`}, nil},
+		{&Event{User: Str(""), PrivUser: Str("b"), IP: Null, Host: Null}, []string{`"related":{"user":["b"]}`, `"user":{"name":"","effective":{"name":"b"}}`}, nil},
+		{&Event{User: Str("a"), PrivUser: Str("a"), IP: Null, Host: Str("h")}, []string{`"related":{"user":["a"],"hosts":["h"]}`, `"source":{"address":"h","domain":"h"}`}, nil},
+		{&Event{User: Null, PrivUser: Null, IP: Str("::1"), Host: Str("::1")}, []string{`"source":{"address":"::1","ip":"::1"}`, `"related":{"ip":["::1"]}`, `"host":"::1"`}, []string{`"domain"`, `"hosts"`}},
+		{&Event{User: Null, PrivUser: Null, IP: Null, Host: Str("cafe.de")}, []string{`"domain":"cafe.de"`}, nil},
+		{&Event{User: Null, PrivUser: Null, IP: Null, Host: Str("10.0.0.1")}, []string{`"auditlogin":{"ts":"","format":"","thread":"","host":"10.0.0.1"}`}, []string{`"domain"`}},
+	}
+	for i, c := range cases {
+		got := enc(c.ev)
+		for _, s := range c.has {
+			if !strings.Contains(got, s) {
+				t.Errorf("case %d: no %s in %s", i, s, got)
+			}
+		}
+		for _, s := range c.not {
+			if strings.Contains(got, s) {
+				t.Errorf("case %d: %s in %s", i, s, got)
+			}
+		}
+	}
+	// An agent known by name only (another shipper's ECS document) or by
+	// version only is still an agent.
+	for _, doc := range []string{`{"event":{"id":"x"},"agent":{"name":"n"}}`, `{"event":{"id":"x"},"agent":{"version":"1"}}`} {
+		ev, err := DecodeEvent([]byte(doc))
+		if err != nil || ev.Agent == nil {
+			t.Errorf("%s: agent %+v, %v", doc, ev.Agent, err)
+		}
+	}
+	if ev, _ := DecodeEvent([]byte(`{"event":{"id":"x"},"agent":{}}`)); ev.Agent != nil {
+		t.Errorf("an empty agent decoded as %+v", ev.Agent)
+	}
+}
