@@ -89,26 +89,7 @@ func (e *Event) AppendECS(dst []byte, both bool) []byte {
 	dst = appendTimestamp(dst, e.Timestamp)
 	dst = append(dst, '"')
 	if both {
-		dst = append(dst, `,"ts":`...)
-		dst = AppendJSONString(dst, e.TS)
-		dst = append(dst, `,"type":`...)
-		dst = AppendJSONString(dst, e.Type)
-		dst = append(dst, `,"myhost":`...)
-		dst = AppendJSONString(dst, e.MyHost)
-		dst = append(dst, `,"thread":`...)
-		dst = AppendJSONString(dst, e.Thread)
-		dst = append(dst, `,"priv_user":`...)
-		dst = appendNull(dst, e.PrivUser)
-		dst = append(dst, `,"ip":`...)
-		dst = appendNull(dst, e.IP)
-		if e.IPOriginal != "" {
-			dst = append(dst, `,"ip_original":`...)
-			dst = AppendJSONString(dst, e.IPOriginal)
-		}
-		dst = append(dst, `,"id":`...)
-		dst = AppendJSONString(dst, e.ID)
-		dst = append(dst, `,"format":`...)
-		dst = AppendJSONString(dst, e.Format)
+		dst = e.appendSeed(dst, false)
 	}
 	evType, out := outcome(e.Type)
 	dst = append(dst, `,"event":{"kind":"event","category":["authentication","database"],"type":["`...)
@@ -220,18 +201,7 @@ func (e *Event) AppendECS(dst []byte, both bool) []byte {
 		dst = append(dst, '}')
 	}
 
-	dst = append(dst, `,"tags":[`...)
-	for i, t := range e.Tags {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = AppendJSONString(dst, t)
-	}
-	dst = append(dst, `],"log":{"file":{"path":`...)
-	dst = AppendJSONString(dst, e.Path)
-	dst = append(dst, `},"offset":`...)
-	dst = strconv.AppendInt(dst, e.Offset, 10)
-	dst = append(dst, '}')
+	dst = e.appendTagsLog(dst)
 	if e.Agent != nil {
 		dst = append(dst, `,"agent":{"type":"auditlogin","name":`...)
 		dst = AppendJSONString(dst, e.Agent.Hostname)

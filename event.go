@@ -293,42 +293,9 @@ func (e *Event) ComputeID() string {
 func (e *Event) AppendJSON(dst []byte) []byte {
 	dst = append(dst, `{"@timestamp":"`...)
 	dst = appendTimestamp(dst, e.Timestamp)
-	dst = append(dst, `","ts":`...)
-	dst = AppendJSONString(dst, e.TS)
-	dst = append(dst, `,"type":`...)
-	dst = AppendJSONString(dst, e.Type)
-	dst = append(dst, `,"myhost":`...)
-	dst = AppendJSONString(dst, e.MyHost)
-	dst = append(dst, `,"thread":`...)
-	dst = AppendJSONString(dst, e.Thread)
-	dst = append(dst, `,"user":`...)
-	dst = appendNull(dst, e.User)
-	dst = append(dst, `,"priv_user":`...)
-	dst = appendNull(dst, e.PrivUser)
-	dst = append(dst, `,"host":`...)
-	dst = appendNull(dst, e.Host)
-	dst = append(dst, `,"ip":`...)
-	dst = appendNull(dst, e.IP)
-	if e.IPOriginal != "" {
-		dst = append(dst, `,"ip_original":`...)
-		dst = AppendJSONString(dst, e.IPOriginal)
-	}
-	dst = append(dst, `,"id":`...)
-	dst = AppendJSONString(dst, e.ID)
-	dst = append(dst, `,"format":`...)
-	dst = AppendJSONString(dst, e.Format)
-	dst = append(dst, `,"tags":[`...)
-	for i, t := range e.Tags {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = AppendJSONString(dst, t)
-	}
-	dst = append(dst, `],"log":{"file":{"path":`...)
-	dst = AppendJSONString(dst, e.Path)
-	dst = append(dst, `},"offset":`...)
-	dst = strconv.AppendInt(dst, e.Offset, 10)
-	dst = append(dst, '}')
+	dst = append(dst, '"')
+	dst = e.appendSeed(dst, true)
+	dst = e.appendTagsLog(dst)
 	if e.Agent != nil {
 		dst = append(dst, `,"agent":{"hostname":`...)
 		dst = AppendJSONString(dst, e.Agent.Hostname)
@@ -412,6 +379,55 @@ func AppendFieldValue(dst []byte, v any) []byte {
 		return strconv.AppendFloat(dst, x, 'g', -1, 64)
 	}
 	return AppendJSONString(dst, fmt.Sprint(v))
+}
+
+// appendSeed appends the seed's record fields, ts to format, each after a
+// comma; user and host only with userHost (both leaves them to ECS).
+func (e *Event) appendSeed(dst []byte, userHost bool) []byte {
+	dst = append(dst, `,"ts":`...)
+	dst = AppendJSONString(dst, e.TS)
+	dst = append(dst, `,"type":`...)
+	dst = AppendJSONString(dst, e.Type)
+	dst = append(dst, `,"myhost":`...)
+	dst = AppendJSONString(dst, e.MyHost)
+	dst = append(dst, `,"thread":`...)
+	dst = AppendJSONString(dst, e.Thread)
+	if userHost {
+		dst = append(dst, `,"user":`...)
+		dst = appendNull(dst, e.User)
+	}
+	dst = append(dst, `,"priv_user":`...)
+	dst = appendNull(dst, e.PrivUser)
+	if userHost {
+		dst = append(dst, `,"host":`...)
+		dst = appendNull(dst, e.Host)
+	}
+	dst = append(dst, `,"ip":`...)
+	dst = appendNull(dst, e.IP)
+	if e.IPOriginal != "" {
+		dst = append(dst, `,"ip_original":`...)
+		dst = AppendJSONString(dst, e.IPOriginal)
+	}
+	dst = append(dst, `,"id":`...)
+	dst = AppendJSONString(dst, e.ID)
+	dst = append(dst, `,"format":`...)
+	return AppendJSONString(dst, e.Format)
+}
+
+// appendTagsLog appends the tags and log fields (the same in every schema).
+func (e *Event) appendTagsLog(dst []byte) []byte {
+	dst = append(dst, `,"tags":[`...)
+	for i, t := range e.Tags {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = AppendJSONString(dst, t)
+	}
+	dst = append(dst, `],"log":{"file":{"path":`...)
+	dst = AppendJSONString(dst, e.Path)
+	dst = append(dst, `},"offset":`...)
+	dst = strconv.AppendInt(dst, e.Offset, 10)
+	return append(dst, '}')
 }
 
 // appendTimestamp appends t in UTC as 2006-01-02T15:04:05.000Z, the layout

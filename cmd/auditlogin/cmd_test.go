@@ -25,16 +25,17 @@ func runCmd(t *testing.T, stdin string, args ...string) (code int, stdout, stder
 
 func eventSchema(t *testing.T) *jsonschema.Schema {
 	t.Helper()
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	sch, err := c.Compile("../../docs/event.schema.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sch
+	return compileSchema(t, "event.schema.json")
 }
 
 func validateLines(t *testing.T, sch *jsonschema.Schema, ndjson string) int {
+	t.Helper()
+	return validateSchemaLines(t, sch, "event.schema.json", ndjson)
+}
+
+// validateSchemaLines validates every line of ndjson with sch (docs/name)
+// and returns how many there were.
+func validateSchemaLines(t *testing.T, sch *jsonschema.Schema, name, ndjson string) int {
 	t.Helper()
 	n := 0
 	for _, line := range strings.Split(strings.TrimSpace(ndjson), "\n") {
@@ -46,7 +47,7 @@ func validateLines(t *testing.T, sch *jsonschema.Schema, ndjson string) int {
 			t.Fatalf("not JSON: %s: %v", line, err)
 		}
 		if err := sch.Validate(v); err != nil {
-			t.Fatalf("event does not match docs/event.schema.json:\n%s\n%v", line, err)
+			t.Fatalf("event does not match docs/%s:\n%s\n%v", name, line, err)
 		}
 		n++
 	}

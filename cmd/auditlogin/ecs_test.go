@@ -75,25 +75,6 @@ func TestParseSchemasMatchTheirJSONSchemas(t *testing.T) {
 	}
 }
 
-func validateSchemaLines(t *testing.T, sch *jsonschema.Schema, name, ndjson string) int {
-	t.Helper()
-	n := 0
-	for _, line := range strings.Split(strings.TrimSpace(ndjson), "\n") {
-		if line == "" {
-			continue
-		}
-		v, err := jsonschema.UnmarshalJSON(strings.NewReader(line))
-		if err != nil {
-			t.Fatalf("not JSON: %s: %v", line, err)
-		}
-		if err := sch.Validate(v); err != nil {
-			t.Fatalf("event does not match docs/%s:\n%s\n%v", name, line, err)
-		}
-		n++
-	}
-	return n
-}
-
 // The agent ships ECS (and both) when event_schema says so, with typed
 // fields as labels; the report reads those files as it reads the seed's,
 // and reads Elasticsearch indices of ECS events (detected, or from

@@ -114,13 +114,7 @@ func TestPluginFaultsChangeItsGlobals(t *testing.T) {
 
 	// A full disk: a write fails (maybe short), the next record after space
 	// returns starts on a fresh line, and the failure is in the error log.
-	var errorLog string
-	db.QueryRowContext(ctx, "SELECT @@log_error").Scan(&errorLog)
-	if !filepath.IsAbs(errorLog) {
-		var datadir string
-		db.QueryRowContext(ctx, "SELECT @@datadir").Scan(&datadir)
-		errorLog = filepath.Join(datadir, errorLog)
-	}
+	errorLog := serverErrorLog(t, db)
 	errBefore, _ := os.ReadFile(errorLog)
 	disk := tmpfs.Mount(t, 64<<10)
 	full := filepath.Join(disk, "audit_login.log")
@@ -211,13 +205,7 @@ func TestPluginStuckLogTargetChangesItsGlobals(t *testing.T) {
 		db.QueryRowContext(ctx, "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = ?", name).Scan(&n)
 		return n
 	}
-	var errorLog string
-	db.QueryRowContext(ctx, "SELECT @@log_error").Scan(&errorLog)
-	if !filepath.IsAbs(errorLog) {
-		var datadir string
-		db.QueryRowContext(ctx, "SELECT @@datadir").Scan(&datadir)
-		errorLog = filepath.Join(datadir, errorLog)
-	}
+	errorLog := serverErrorLog(t, db)
 	errBefore, _ := os.ReadFile(errorLog)
 	// A login, bounded: a login that waits on the audit file fails the test
 	// instead of hanging it.
@@ -324,4 +312,20 @@ func TestPluginStuckLogTargetChangesItsGlobals(t *testing.T) {
 		t.Errorf("the dropped records were reported %d times, want once (at most once a minute)", c)
 	}
 	t.Logf("after the stall: %d written, %d dropped", written, dropped)
+}
+
+// serverErrorLog is the path of the server's error log.
+func serverErrorLog(t *testing.T, db *sql.DB) string {
+	t.Helper()
+	ctx := context.Background()
+	var errorLog string
+	if err := db.QueryRowContext(ctx, "SELECT @@log_error").Scan(&errorLog); err != nil {
+		t.Fatal(err)
+	}
+	if !filepath.IsAbs(errorLog) {
+		var datadir string
+		db.QueryRowContext(ctx, "SELECT @@datadir").Scan(&datadir)
+		errorLog = filepath.Join(datadir, errorLog)
+	}
+	return errorLog
 }
