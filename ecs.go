@@ -222,16 +222,7 @@ func (e *Event) AppendECS(dst []byte, both bool) []byte {
 		}
 		keys := sortedKeys(e.Fields)
 		for _, name := range names {
-			dst = append(dst, name...)
-			for i, k := range keys {
-				if i > 0 {
-					dst = append(dst, ',')
-				}
-				dst = AppendJSONString(dst, k)
-				dst = append(dst, ':')
-				dst = AppendFieldValue(dst, e.Fields[k])
-			}
-			dst = append(dst, '}')
+			dst = e.appendFields(dst, name, keys)
 		}
 	}
 	// What ECS has no field for: the record's own timestamp text, the source

@@ -304,16 +304,22 @@ func (e *Event) AppendJSON(dst []byte) []byte {
 		dst = append(dst, '}')
 	}
 	if len(e.Fields) > 0 {
-		dst = append(dst, `,"fields":{`...)
-		for i, k := range sortedKeys(e.Fields) {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = AppendJSONString(dst, k)
-			dst = append(dst, ':')
-			dst = AppendFieldValue(dst, e.Fields[k])
+		dst = e.appendFields(dst, `,"fields":{`, sortedKeys(e.Fields))
+	}
+	return append(dst, '}')
+}
+
+// appendFields appends the static fields, keys in order, as an object
+// opened by head.
+func (e *Event) appendFields(dst []byte, head string, keys []string) []byte {
+	dst = append(dst, head...)
+	for i, k := range keys {
+		if i > 0 {
+			dst = append(dst, ',')
 		}
-		dst = append(dst, '}')
+		dst = AppendJSONString(dst, k)
+		dst = append(dst, ':')
+		dst = AppendFieldValue(dst, e.Fields[k])
 	}
 	return append(dst, '}')
 }
