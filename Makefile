@@ -22,6 +22,6 @@ fuzz:
 # GOFLAGS=-count=1: a cached coverage run makes gremlins time every mutant out.
 mutate:
 	go install github.com/go-gremlins/gremlins/cmd/gremlins@v0.5.0
-	GOFLAGS=-count=1 $$(go env GOPATH)/bin/gremlins unleash --coverpkg github.com/auditlogin/auditlogin --workers 2 --timeout-coefficient 10 .
-	GOFLAGS=-count=1 $$(go env GOPATH)/bin/gremlins unleash --workers 2 --timeout-coefficient 10 ./tailer
-	GOFLAGS=-count=1 $$(go env GOPATH)/bin/gremlins unleash --workers 2 --timeout-coefficient 10 ./parser
+	GOFLAGS=-count=1 $$(go env GOPATH)/bin/gremlins unleash --coverpkg github.com/auditlogin/auditlogin --workers 2 --timeout-coefficient 1 .
+	GOFLAGS=-count=1 $$(go env GOPATH)/bin/gremlins unleash --workers 2 --timeout-coefficient 3 ./tailer
+	GOFLAGS=-count=1 $$(go env GOPATH)/bin/gremlins unleash --workers 2 --timeout-coefficient 3 ./parser
