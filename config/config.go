@@ -8,7 +8,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/auditlogin/auditlogin"
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/file"
@@ -286,17 +286,8 @@ func Default() Config {
 // ScalarField reports whether v can be a static field's value (fields:,
 // add_fields): a string, boolean or number, kept with its type.
 func ScalarField(v any) bool {
-	switch x := v.(type) {
-	case string, bool, int, int8, int16, int32, int64, uint8, uint16, uint32:
-		return true
-	case float32:
-		return !math.IsNaN(float64(x)) && !math.IsInf(float64(x), 0)
-	case float64:
-		return !math.IsNaN(x) && !math.IsInf(x, 0)
-	case uint, uint64:
-		return reflect.ValueOf(x).Uint() <= math.MaxInt64
-	}
-	return false
+	_, ok := auditlogin.FieldValue(v)
+	return ok
 }
 
 func inputDefaults(in *Input) {
