@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -80,14 +81,47 @@ func Detect(br *bufio.Reader) string {
 	return parser.Detect(head)
 }
 
+// seedEvent is what a report reads of an event in the seed's schema: a
+// decode of these fields alone is the fast path (an event in another schema
+// fails it, its user or host being an object, and is read by DecodeEvent).
+type seedEvent struct {
+	Timestamp time.Time `json:"@timestamp"`
+	Type      string    `json:"type"`
+	MyHost    string    `json:"myhost"`
+	User      *string   `json:"user"`
+	PrivUser  *string   `json:"priv_user"`
+	Host      *string   `json:"host"`
+	IP        *string   `json:"ip"`
+}
+
+func nullable(p *string) auditlogin.NullString {
+	if p == nil {
+		return auditlogin.Null
+	}
+	return auditlogin.Str(*p)
+}
+
 func readNDJSON(name string, br *bufio.Reader, stderr io.Writer, agg *report.Aggregator) error {
 	bad := 0
+	seed := true // until a line says otherwise
+	var se seedEvent
 	_, err := auditlogin.ReadLines(br, name, 0, true, func(l auditlogin.Line) {
 		if len(bytes.TrimSpace(l.Data)) == 0 {
 			return
 		}
 		// Shipped events in any schema (auditlogin, ecs, both).
+		if seed {
+			se = seedEvent{}
+			if json.Unmarshal(l.Data, &se) == nil && se.Type != "" && !se.Timestamp.IsZero() {
+				agg.Add(&auditlogin.Event{Timestamp: se.Timestamp, Type: se.Type, MyHost: se.MyHost,
+					User: nullable(se.User), PrivUser: nullable(se.PrivUser), Host: nullable(se.Host), IP: nullable(se.IP)})
+				return
+			}
+		}
 		ev, err := auditlogin.DecodeEvent(l.Data)
+		if err == nil && !ev.Timestamp.IsZero() && ev.Type != "" {
+			seed = false // an ECS (or both) file: the general reader from here on
+		}
 		if err != nil || ev.Timestamp.IsZero() || ev.Type == "" {
 			bad++
 			if bad <= 5 {
