@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -30,7 +31,7 @@ type wireEvent struct {
 		Name     string `json:"name"`
 		Version  string `json:"version"`
 	} `json:"agent"`
-	Fields map[string]any `json:"fields"`
+	Fields map[string]json.RawMessage `json:"fields"`
 
 	// ECS
 	Event *struct {
@@ -44,7 +45,7 @@ type wireEvent struct {
 	MySQL *struct {
 		ThreadID json.Number `json:"thread_id"`
 	} `json:"mysql"`
-	Labels     map[string]any `json:"labels"`
+	Labels     map[string]json.RawMessage `json:"labels"`
 	Auditlogin *struct {
 		TS         *string `json:"ts"`
 		Format     string  `json:"format"`
@@ -83,9 +84,7 @@ func nullable(s *string) NullString {
 // back as U+FFFD; the id, computed from the raw record, is kept.
 func DecodeEvent(data []byte) (*Event, error) {
 	var w wireEvent
-	d := json.NewDecoder(bytes.NewReader(data))
-	d.UseNumber()
-	if err := d.Decode(&w); err != nil {
+	if err := json.Unmarshal(data, &w); err != nil {
 		return nil, fmt.Errorf("not an encoded event: %w", err)
 	}
 	ev := &Event{Timestamp: w.Timestamp, Type: w.Type, MyHost: w.MyHost, PrivUser: nullable(w.PrivUser),
@@ -107,13 +106,10 @@ func DecodeEvent(data []byte) (*Event, error) {
 	if fields == nil {
 		fields = w.Labels
 	}
-	for k, v := range fields {
-		if n, ok := v.(json.Number); ok {
-			if i, err := n.Int64(); err == nil {
-				v = i
-			} else if f, err := n.Float64(); err == nil {
-				v = f
-			}
+	for k, raw := range fields {
+		v, err := fieldValue(raw)
+		if err != nil {
+			return nil, fmt.Errorf("not an encoded event: fields.%s: %w", k, err)
 		}
 		if ev.Fields == nil {
 			ev.Fields = make(map[string]any, len(fields))
@@ -199,4 +195,31 @@ func DecodeEvent(data []byte) (*Event, error) {
 		ev.Tags = []string{}
 	}
 	return ev, nil
+}
+
+// fieldValue reads a static field's value with its type: a string, a bool,
+// an int64 when the number is integral, else a float64.
+func fieldValue(raw json.RawMessage) (any, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return nil, fmt.Errorf("empty")
+	}
+	switch raw[0] {
+	case '"':
+		var s string
+		err := json.Unmarshal(raw, &s)
+		return s, err
+	case 't', 'f':
+		var b bool
+		err := json.Unmarshal(raw, &b)
+		return b, err
+	}
+	if i, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
+		return i, nil
+	}
+	f, err := strconv.ParseFloat(string(raw), 64)
+	if err != nil {
+		return nil, fmt.Errorf("%s is not a string, number or boolean", raw)
+	}
+	return f, nil
 }

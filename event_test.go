@@ -315,3 +315,18 @@ func TestECSEdges(t *testing.T) {
 		t.Errorf("an empty agent decoded as %+v", ev.Agent)
 	}
 }
+
+// Reading a spooled event back, per schema (go test -bench Decode).
+func BenchmarkDecodeEvent(b *testing.B) {
+	ev := roundTripEvents()[1]
+	for _, s := range []Schema{SchemaAuditlogin, SchemaECS} {
+		data := ev.Append(nil, s)
+		b.Run(s.String(), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := DecodeEvent(data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
