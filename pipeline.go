@@ -655,6 +655,21 @@ func (p *Pipeline) runOutput(ctx, stopCtx context.Context, o *outState) {
 	// What is spooled is on disk: a stop (a signal) does not wait for it,
 	// the next start reads it. The end of a one-shot run does.
 	spoolUnread := func() bool { return o.spool != nil && o.spool.Unread() > 0 && stopCtx.Err() == nil }
+	// tryTake takes a batch already waiting for the output, or sees its
+	// channel closed, without blocking; false if neither.
+	tryTake := func() bool {
+		select {
+		case b, ok := <-o.ch:
+			if !ok {
+				closed = true
+			} else {
+				queue = append(queue, b.events...)
+			}
+			return true
+		default:
+			return false
+		}
+	}
 	for {
 		if stopCtx.Err() != nil && o.spool != nil && len(queue) > 0 {
 			// Stopping: events read from the spool stay there (not yet
@@ -683,17 +698,8 @@ func (p *Pipeline) runOutput(ctx, stopCtx context.Context, o *outState) {
 			// Memory first (it holds what came before spooling began),
 			// then the spool. Refused items count here: an output that
 			// refuses does not pull the spool into memory.
-			if !closed {
-				select {
-				case b, ok := <-o.ch:
-					if !ok {
-						closed = true
-					} else {
-						queue = append(queue, b.events...)
-					}
-					continue
-				default:
-				}
+			if !closed && tryTake() {
+				continue
 			}
 			if fromSpool(room) {
 				continue
@@ -703,15 +709,8 @@ func (p *Pipeline) runOutput(ctx, stopCtx context.Context, o *outState) {
 			in = o.ch
 			// Take what is already queued before forming a unit, so that
 			// refused items go out with new events where there are any.
-			select {
-			case b, ok := <-in:
-				if !ok {
-					closed = true
-				} else {
-					queue = append(queue, b.events...)
-				}
+			if tryTake() {
 				continue
-			default:
 			}
 		}
 		select {
