@@ -35,6 +35,11 @@ type PipelineConfig struct {
 	// Schema is the shape every output ships events in (event_schema:).
 	Schema Schema
 
+	// Recycle, when set, is called with each slice of lines Run received
+	// once every line in it has been fed to its parser (parsers copy what
+	// they keep): the reader may then reuse the slice and the lines' Data.
+	Recycle func([]Line)
+
 	// Spools, when set, gives an output (by its Name) an on-disk buffer:
 	// when it falls behind the other outputs, or is down, what it cannot
 	// take goes there instead of holding reading back (see Spool).
@@ -327,6 +332,9 @@ func (p *Pipeline) parseLoop(ctx context.Context, lines <-chan []Line) {
 				p.lines.Add(1)
 				p.curParser = ls[i].Parser
 				ls[i].Parser.Feed(ls[i], emit)
+			}
+			if p.cfg.Recycle != nil {
+				p.cfg.Recycle(ls)
 			}
 		case <-flush.C:
 			if p.cur != nil && (len(p.cur.events) > 0 || len(p.cur.tickets) > 0) {

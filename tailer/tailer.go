@@ -78,9 +78,13 @@ type Config struct {
 	IdleAfter       time.Duration // after this long with nothing new, parsers are told (Line.Idle) (10s)
 	FingerprintSize int           // leading bytes that identify a file (1024)
 	MaxLine         int           // longer lines are cut and rejected (1 MiB)
-	ReadSize        int           // bytes read at a time (256 KiB)
+	ReadSize        int           // bytes read at a time (64 KiB)
 	// Once reads every file to its end and stops (no following).
 	Once bool
+	// Recycled: the consumer of Run's lines calls Recycle with each slice
+	// once it is done with it and its lines' Data; reads then reuse those
+	// buffers instead of allocating new ones.
+	Recycled bool
 }
 
 // Tailer follows every input's files. Create with New, then Run.
@@ -104,6 +108,75 @@ type Tailer struct {
 	turn             int
 	wg               sync.WaitGroup
 	started          bool
+
+	chunkMu sync.Mutex
+	free    []*chunk                    // chunks given back, for the next reads
+	lent    map[*auditlogin.Line]*chunk // chunks sent, by their first line
+}
+
+// chunk is one read's bytes and the lines framed in them.
+type chunk struct {
+	buf   []byte
+	lines []auditlogin.Line
+}
+
+// maxFreeChunks bounds the chunks kept for reuse (each ReadSize bytes and
+// its lines), between the tailer and a parser that reads ahead of it.
+const maxFreeChunks = 3
+
+// getChunk returns a chunk to read into: a recycled one, or a new one.
+func (t *Tailer) getChunk() *chunk {
+	if t.cfg.Recycled {
+		t.chunkMu.Lock()
+		defer t.chunkMu.Unlock()
+		if n := len(t.free); n > 0 {
+			c := t.free[n-1]
+			t.free = t.free[:n-1]
+			return c
+		}
+	}
+	return &chunk{}
+}
+
+// putChunk keeps c for a later read, when there is room for it.
+func (t *Tailer) putChunk(c *chunk) {
+	if !t.cfg.Recycled || cap(c.buf) > 2*t.cfg.ReadSize {
+		return // a long line's read: not kept
+	}
+	t.chunkMu.Lock()
+	defer t.chunkMu.Unlock()
+	if len(t.free) < maxFreeChunks {
+		clear(c.lines[:cap(c.lines)]) // no references to parsers and paths
+		c.lines = c.lines[:0]
+		t.free = append(t.free, c)
+	}
+}
+
+// lend records that lines (c's) are sent, for Recycle to find c again.
+func (t *Tailer) lend(c *chunk, lines []auditlogin.Line) {
+	if !t.cfg.Recycled {
+		return
+	}
+	c.lines = lines
+	t.chunkMu.Lock()
+	t.lent[&lines[0]] = c
+	t.chunkMu.Unlock()
+}
+
+// Recycle gives back a slice of lines Run sent, once every line of it has
+// been parsed (with Config.Recycled): its buffers are reused by later
+// reads. Slices Run did not send from a read are ignored.
+func (t *Tailer) Recycle(lines []auditlogin.Line) {
+	if len(lines) == 0 || !t.cfg.Recycled {
+		return
+	}
+	t.chunkMu.Lock()
+	c := t.lent[&lines[0]]
+	delete(t.lent, &lines[0])
+	t.chunkMu.Unlock()
+	if c != nil {
+		t.putChunk(c)
+	}
 }
 
 type parking struct {
@@ -136,11 +209,11 @@ func New(cfg Config) *Tailer {
 		cfg.MaxLine = auditlogin.DefaultMaxLine
 	}
 	if cfg.ReadSize <= 0 {
-		cfg.ReadSize = 256 << 10
+		cfg.ReadSize = 64 << 10
 	}
 	return &Tailer{cfg: cfg, log: cfg.Logger, active: map[[2]uint64]bool{},
 		parked: map[auditlogin.FileID]parking{}, finished: map[auditlogin.FileID]bool{}, warned: map[string]bool{},
-		unreadable: map[string]bool{}}
+		unreadable: map[string]bool{}, lent: map[*auditlogin.Line]*chunk{}}
 }
 
 // Run follows the inputs, sending lines to out in file order per file, until
@@ -813,15 +886,20 @@ func (h *harvester) readOnce(ctx context.Context) (int64, error) {
 	h.lastSize = size
 
 	want := int64(h.t.cfg.ReadSize)
+	c := h.t.getChunk()
 	var buf []byte
 	for {
 		n := size - h.off
 		if n > want {
 			n = want
 		}
-		buf = make([]byte, n)
+		if int64(cap(c.buf)) < n {
+			c.buf = make([]byte, n)
+		}
+		buf = c.buf[:n]
 		got, err := h.f.ReadAt(buf, h.off)
 		if err != nil && err != io.EOF {
+			h.t.putChunk(c)
 			return 0, err
 		}
 		buf = buf[:got]
@@ -839,27 +917,35 @@ func (h *harvester) readOnce(ctx context.Context) (int64, error) {
 	if fp, err := fingerprint(h.f, h.id.FPLen); err != nil {
 		return 0, err
 	} else if fp != h.id.FP {
+		h.t.putChunk(c)
 		h.truncated(ctx, "file's first bytes changed during a read")
 		return 1, nil
 	}
-	lines, consumed := h.frame(buf)
+	lines, consumed := h.frame(buf, c.lines[:0])
 	h.off += consumed
-	if len(lines) > 0 {
-		select {
-		case h.t.out <- lines:
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		}
+	if len(lines) == 0 {
+		h.t.putChunk(c)
+		return consumed, nil
+	}
+	h.t.lend(c, lines)
+	select {
+	case h.t.out <- lines:
+	case <-ctx.Done():
+		h.t.Recycle(lines) // not sent
+		return 0, ctx.Err()
 	}
 	return consumed, nil
 }
 
-// frame splits buf (which starts at h.off) into complete lines.
-func (h *harvester) frame(buf []byte) ([]auditlogin.Line, int64) {
+// frame splits buf (which starts at h.off) into complete lines, appended
+// to lines.
+func (h *harvester) frame(buf []byte, lines []auditlogin.Line) ([]auditlogin.Line, int64) {
 	maxLine := h.t.cfg.MaxLine
 	// Sized once: growing it line by line copied each Line (about 100
 	// bytes) twice on average, a fifth of the agent's allocations.
-	lines := make([]auditlogin.Line, 0, bytes.Count(buf, []byte{'\n'})+1)
+	if n := bytes.Count(buf, []byte{'\n'}) + 1; cap(lines) < n {
+		lines = make([]auditlogin.Line, 0, n)
+	}
 	pos := h.off
 	data := buf
 	mk := func(d []byte, start, end int64, truncated bool) auditlogin.Line {

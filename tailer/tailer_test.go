@@ -55,6 +55,7 @@ type harness struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	mod    func(*Config)
+	tl     *Tailer
 }
 
 func newHarness(t *testing.T, mod func(*Config), patterns ...string) *harness {
@@ -81,12 +82,15 @@ func (h *harness) start() {
 		Registry:     reg,
 		ScanInterval: 20 * time.Millisecond, PollInterval: 5 * time.Millisecond,
 		RotateWait: 100 * time.Millisecond, CloseInactive: time.Minute,
+		Recycled: true, // as the agent runs it
 	}
 	if h.mod != nil {
 		h.mod(&cfg)
 	}
 	tl := New(cfg)
+	h.tl = tl
 	p, err := auditlogin.NewPipeline(auditlogin.PipelineConfig{
+		Recycle: tl.Recycle,
 		Outputs: []auditlogin.Output{h.out}, Checkpoint: reg, DeadLetter: h.dl,
 		BatchSize: 8, FlushInterval: 5 * time.Millisecond, CommitInterval: 10 * time.Millisecond,
 		RetryInitial: time.Millisecond, RetryMax: 10 * time.Millisecond, ShutdownTimeout: 2 * time.Second,
@@ -303,6 +307,33 @@ func TestAppend(t *testing.T) {
 	appendTo(t, p, text(seq("a", 3, 50)))
 	h.waitFor(seq("a", 0, 50))
 	h.waitCommitted(p, size(t, p))
+}
+
+// Read buffers come back from the pipeline and are read into again: with
+// 4 KiB reads, 3000 lines written in bursts take many reads but few
+// buffers, and every line arrives whole, in order.
+func TestRecycledReadBuffersKeepLinesWhole(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.ReadSize = 4096 }, "a.log")
+	var want []string
+	for i := range 3000 {
+		want = append(want, fmt.Sprintf("line-%d-%s", i, strings.Repeat("x", i%97)))
+	}
+	appendTo(t, h.path("a.log"), text(want[:1000]))
+	h.start()
+	h.waitLines(1000)
+	for i := 1000; i < 3000; i += 250 {
+		appendTo(t, h.path("a.log"), text(want[i:i+250]))
+	}
+	h.waitFor(want)
+	h.tl.chunkMu.Lock()
+	free, lent := len(h.tl.free), len(h.tl.lent)
+	h.tl.chunkMu.Unlock()
+	if free == 0 {
+		t.Fatal("no read buffer came back for reuse")
+	}
+	if lent > 4 {
+		t.Fatalf("%d read buffers still lent out after every line was delivered", lent)
+	}
 }
 
 func TestPartialWrite(t *testing.T) {

@@ -345,7 +345,16 @@ func runAgent(ctx context.Context, cfg config.Config, o agentOptions) error {
 		}
 	}
 	schema, _ := auditlogin.ParseSchema(cfg.EventSchema) // validated
+	tl := tailer.New(tailer.Config{
+		Inputs: inputs, Registry: reg, Logger: log, Once: o.once,
+		ScanInterval: cfg.Tail.ScanInterval, PollInterval: cfg.Tail.PollInterval,
+		RotateWait: cfg.Tail.RotateWait, CloseInactive: cfg.Tail.CloseInactive, IdleAfter: cfg.Tail.IdleAfter,
+		MaxOpenFiles:    cfg.Tail.MaxOpenFiles,
+		FingerprintSize: cfg.Tail.FingerprintBytes, MaxLine: int(cfg.Tail.MaxLineBytes),
+		Recycled: true, // the pipeline gives read buffers back (Recycle below)
+	})
 	pipe, err := auditlogin.NewPipeline(auditlogin.PipelineConfig{
+		Recycle: tl.Recycle,
 		Schema:  schema,
 		Outputs: outs, Checkpoint: checkpoint, DeadLetter: dl, Logger: log, Enrich: enrichEvent, OnBatch: onBatch, Spools: spools, Keep: keep,
 		BatchSize: cfg.Pipeline.BatchSize, FlushInterval: flushInterval(cfg),
@@ -358,13 +367,6 @@ func runAgent(ctx context.Context, cfg config.Config, o agentOptions) error {
 		closeAll()
 		return err
 	}
-	tl := tailer.New(tailer.Config{
-		Inputs: inputs, Registry: reg, Logger: log, Once: o.once,
-		ScanInterval: cfg.Tail.ScanInterval, PollInterval: cfg.Tail.PollInterval,
-		RotateWait: cfg.Tail.RotateWait, CloseInactive: cfg.Tail.CloseInactive, IdleAfter: cfg.Tail.IdleAfter,
-		MaxOpenFiles:    cfg.Tail.MaxOpenFiles,
-		FingerprintSize: cfg.Tail.FingerprintBytes, MaxLine: int(cfg.Tail.MaxLineBytes),
-	})
 	log.Info("following files", "inputs", len(inputs), "outputs", len(outs), "registry", reg.Path(), "dead_letter", cfg.DeadLetter.Path)
 
 	if msrv != nil {
