@@ -130,6 +130,17 @@ type batch struct {
 	onDone  func()       // a batch read back from a spool: its ack (no tickets)
 }
 
+// batchPool holds batches whose events are all acknowledged, with their
+// slices' capacity.
+var batchPool = sync.Pool{New: func() any { return &batch{} }}
+
+func newBatch() *batch { return batchPool.Get().(*batch) }
+
+func (b *batch) reset() {
+	clear(b.events) // no pointers to reused events
+	b.events, b.tickets, b.onDone = b.events[:0], b.tickets[:0], nil
+}
+
 // EventOverhead is what an event takes in memory besides its encoded JSON
 // (the Event, its strings, the batch slots), counted against
 // MaxInFlightBytes.
@@ -350,7 +361,7 @@ func (p *Pipeline) parseLoop(ctx context.Context, lines <-chan []Line) {
 func (p *Pipeline) emit(rec Record) {
 	p.records.Add(1)
 	if p.cur == nil {
-		p.cur = &batch{}
+		p.cur = newBatch()
 	}
 	size := len(rec.Raw)
 	if ev := rec.Event; ev != nil {
@@ -364,10 +375,20 @@ func (p *Pipeline) emit(rec Record) {
 		}
 	}
 	if ev := rec.Event; ev != nil {
-		// Encode into a reused buffer, then keep an exact-size copy: one
-		// allocation per event, no slack held while it is in flight.
-		p.scratch = ev.Append(p.scratch[:0], p.cfg.Schema)
-		ev.Encoded = append([]byte(nil), p.scratch...)
+		if ev.pooled {
+			// Its own buffer, reused with the event: no allocation once
+			// the pool is warm.
+			if ev.buf == nil {
+				ev.buf = make([]byte, 0, 512)
+			}
+			ev.buf = ev.Append(ev.buf[:0], p.cfg.Schema)
+			ev.Encoded = ev.buf
+		} else {
+			// Encode into a reused buffer, then keep an exact-size copy:
+			// one allocation per event, no slack held while in flight.
+			p.scratch = ev.Append(p.scratch[:0], p.cfg.Schema)
+			ev.Encoded = append([]byte(nil), p.scratch...)
+		}
 		size = len(ev.Encoded) + EventOverhead
 	}
 	tk, ok := p.tr.TryTrack(rec.Pos, size)
@@ -440,12 +461,14 @@ func (p *Pipeline) deadLetter(e DeadLetterEntry) {
 // dispatch hands the current batch to every output.
 func (p *Pipeline) dispatch() {
 	b := p.cur
-	p.cur = &batch{}
 	if b == nil || (len(b.events) == 0 && len(b.tickets) == 0) {
 		return
 	}
+	p.cur = newBatch()
 	if len(b.events) == 0 {
 		p.tr.Ack(b.tickets) // only rejections and skips: nothing to deliver
+		b.reset()
+		batchPool.Put(b)
 		return
 	}
 	b.pending.Store(int64(len(p.outs) * len(b.events)))
@@ -556,6 +579,13 @@ func (p *Pipeline) done(b *batch, n int) {
 			return
 		}
 		p.tr.Ack(b.tickets)
+		// No output holds these events any more (Output's contract):
+		// they and the batch are reused.
+		for _, ev := range b.events {
+			ev.release()
+		}
+		b.reset()
+		batchPool.Put(b)
 	}
 }
 

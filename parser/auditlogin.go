@@ -282,18 +282,13 @@ func (p *AuditLogin) parsePositional(s string) (*auditlogin.Event, error) {
 	if privAt < userStart {
 		return nil, errors.New(`missing "priv_user" before "host"`)
 	}
-	ev := &auditlogin.Event{
-		Timestamp: t,
-		TS:        ts,
-		Type:      typ,
-		MyHost:    myhost,
-		Thread:    thread,
-		User:      nullable(s[userStart:privAt]),
-		PrivUser:  nullable(s[privAt+len(mPrivUser) : hostAt]),
-		Host:      nullable(s[hostAt+len(mHost) : ipAt]),
-		IP:        nullable(s[ipAt+len(mIP) : end]),
-		Format:    FormatAuditLogin,
-	}
+	ev := auditlogin.NewEvent()
+	ev.Timestamp, ev.TS, ev.Type, ev.MyHost, ev.Thread = t, ts, typ, myhost, thread
+	ev.User = nullable(s[userStart:privAt])
+	ev.PrivUser = nullable(s[privAt+len(mPrivUser) : hostAt])
+	ev.Host = nullable(s[hostAt+len(mHost) : ipAt])
+	ev.IP = nullable(s[ipAt+len(mIP) : end])
+	ev.Format = FormatAuditLogin
 	if suspicious(ev.User.S) {
 		ev.Tags = append(ev.Tags, auditlogin.TagSuspiciousUser)
 	}

@@ -144,7 +144,7 @@ func (f *Fake) Name() string { return f.name }
 func (f *Fake) Write(ctx context.Context, batch []*auditlogin.Event) error {
 	f.mu.Lock()
 	f.calls++
-	f.batches = append(f.batches, append([]*auditlogin.Event(nil), batch...))
+	f.batches = append(f.batches, copyEvents(batch))
 	f.inFlight++
 	f.maxInFl = max(f.maxInFl, f.inFlight)
 	blocked := f.blocked
@@ -185,12 +185,27 @@ func (f *Fake) Write(ctx context.Context, batch []*auditlogin.Event) error {
 				continue
 			}
 		}
-		f.delivered = append(f.delivered, ev)
+		f.delivered = append(f.delivered, copyEvent(ev))
 	}
 	if len(pe.Failed) > 0 {
 		return &pe
 	}
 	return nil
+}
+
+// copyEvent returns a copy of ev that the Fake may keep: the pipeline
+// reuses an event once every output is done with it (auditlogin.NewEvent),
+// so an output must not keep the event itself.
+func copyEvent(ev *auditlogin.Event) *auditlogin.Event {
+	return ev.Clone()
+}
+
+func copyEvents(evs []*auditlogin.Event) []*auditlogin.Event {
+	out := make([]*auditlogin.Event, len(evs))
+	for i, ev := range evs {
+		out[i] = copyEvent(ev)
+	}
+	return out
 }
 
 // Close implements auditlogin.Output.
