@@ -65,9 +65,8 @@ type Enricher struct {
 
 	mu        sync.Mutex // guards seen and salt against Flush
 	salt      uint64
-	seen      map[uint64]int64 // seenHash(server, account, source) → last seen (unix seconds)
+	seen      *seenSet // seenHash(server, account, source) → last seen (unix seconds)
 	seenDirty bool
-	times     []int64 // trimSeen's scratch
 }
 
 // window holds the times (unix nanoseconds) of the last failures of one
@@ -90,7 +89,10 @@ func New(cfg Config) (*Enricher, error) {
 	if cfg.MaxSeen <= 0 {
 		cfg.MaxSeen = 100000
 	}
-	e := &Enricher{cfg: cfg, fails: map[uint64]*window{}, seen: map[uint64]int64{}, seed: maphash.MakeSeed()}
+	e := &Enricher{cfg: cfg, fails: map[uint64]*window{}, seed: maphash.MakeSeed()}
+	if cfg.NewSource {
+		e.seen = newSeenSet(cfg.MaxSeen)
+	}
 	e.h.SetSeed(e.seed)
 	e.salt = randomSalt()
 	if cfg.NewSource && cfg.SeenPath != "" {
@@ -124,13 +126,13 @@ func (e *Enricher) load(data []byte) error {
 	switch f.Version {
 	case 1:
 		for _, s := range f.Seen {
-			e.seen[e.seenHash(s.Key)] = s.Last
+			e.remember(e.seenHash(s.Key), s.Last)
 		}
 		e.seenDirty = true // written back as version 2
 	case seenVersion:
 		e.salt = f.Salt
 		for _, s := range f.Hashes {
-			e.seen[s[0]] = int64(s[1])
+			e.remember(s[0], int64(s[1]))
 		}
 	default:
 		return fmt.Errorf("version %d: this agent reads versions 1 and %d", f.Version, seenVersion)
@@ -228,16 +230,12 @@ func (e *Enricher) Enrich(ev *auditlogin.Event) {
 		if account == "" {
 			account = ev.User.S
 		}
-		e.mu.Lock()
 		key := e.seenHash(ev.MyHost, account, Source(ev))
-		if _, ok := e.seen[key]; !ok {
+		e.mu.Lock()
+		if !e.remember(key, ev.Timestamp.Unix()) {
 			ev.AddTag(TagNewSource)
 		}
-		e.seen[key] = ev.Timestamp.Unix()
 		e.seenDirty = true
-		if len(e.seen) > e.cfg.MaxSeen {
-			e.trimSeen()
-		}
 		e.mu.Unlock()
 	}
 }
@@ -287,23 +285,27 @@ func (e *Enricher) pruneFails(t int64) {
 	}
 }
 
+// remember notes key as seen at last (unix seconds), trimming the set past
+// MaxSeen, and reports whether it was seen before; mu is held (or the
+// Enricher is not shared yet).
+func (e *Enricher) remember(key uint64, last int64) bool {
+	_, ok := e.seen.swap(key, last)
+	if e.seen.len() > e.cfg.MaxSeen {
+		e.trimSeen()
+	}
+	return ok
+}
+
 // trimSeen drops the least recently seen entries down to 80% of MaxSeen
 // (so it runs once per 20% of MaxSeen of new sources); mu is held. The
 // cutoff is the keep-th largest time, found by selection (linear), not a
 // sort: on a fleet with many sources this ran every few thousand events.
+// Its scratch slice is not kept between trims (memory).
 func (e *Enricher) trimSeen() {
-	times := e.times[:0]
-	for _, t := range e.seen {
-		times = append(times, t)
-	}
-	e.times = times
+	times := make([]int64, 0, e.seen.len())
+	e.seen.each(func(_ uint64, t int64) { times = append(times, t) })
 	keep := e.cfg.MaxSeen * 8 / 10
-	cutoff := nth(times, len(times)-keep)
-	for k, t := range e.seen {
-		if t < cutoff {
-			delete(e.seen, k)
-		}
-	}
+	e.seen.trim(nth(times, len(times)-keep), keep)
 }
 
 // nth returns the value that would be at index k of a sorted a, reordering
@@ -364,10 +366,8 @@ func (e *Enricher) Flush() error {
 		e.mu.Unlock()
 		return nil
 	}
-	f := seenFile{Version: seenVersion, Salt: e.salt, Hashes: make([][2]uint64, 0, len(e.seen))}
-	for k, t := range e.seen {
-		f.Hashes = append(f.Hashes, [2]uint64{k, uint64(t)})
-	}
+	f := seenFile{Version: seenVersion, Salt: e.salt, Hashes: make([][2]uint64, 0, e.seen.len())}
+	e.seen.each(func(k uint64, t int64) { f.Hashes = append(f.Hashes, [2]uint64{k, uint64(t)}) })
 	e.seenDirty = false
 	e.mu.Unlock()
 	slices.SortFunc(f.Hashes, func(a, b [2]uint64) int { return cmp.Compare(a[0], b[0]) })
@@ -380,7 +380,10 @@ func (e *Enricher) Flush() error {
 
 // Seen returns how many (server, account, source) entries are kept.
 func (e *Enricher) Seen() int {
+	if e.seen == nil {
+		return 0
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return len(e.seen)
+	return e.seen.len()
 }
