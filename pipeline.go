@@ -49,7 +49,7 @@ type PipelineConfig struct {
 	FlushInterval time.Duration // a partial batch waits at most this long (default 200ms)
 	MaxInFlight   int           // unacknowledged records before reading blocks (default 16*BatchSize, at least 2*BatchSize)
 	// MaxInFlightBytes bounds the memory of unacknowledged events: the sum
-	// of their encoded size plus EventOverhead each (default 8 MiB).
+	// of their sizes as EstimatedSize counts them (default 8 MiB).
 	MaxInFlightBytes int64
 	// Workers is how many writes each output may have in flight when the
 	// output does not say (Concurrent); default 1.
@@ -92,7 +92,6 @@ type Pipeline struct {
 	// parse-stage state (one goroutine)
 	cur       *batch
 	curParser Parser // the parser being fed (for per-format counts)
-	scratch   []byte // encoding buffer
 
 	rejWindow                time.Time // rejected-record log limiting
 	now                      func() time.Time
@@ -128,6 +127,7 @@ type batch struct {
 	tickets []ticket
 	pending atomic.Int64 // (output, event) deliveries still to finish
 	onDone  func()       // a batch read back from a spool: its ack (no tickets)
+	encoded sync.Once    // its events' Encoded is set (see encode)
 }
 
 // batchPool holds batches whose events are all acknowledged, with their
@@ -139,6 +139,60 @@ func newBatch() *batch { return batchPool.Get().(*batch) }
 func (b *batch) reset() {
 	clear(b.events) // no pointers to reused events
 	b.events, b.tickets, b.onDone = b.events[:0], b.tickets[:0], nil
+	b.encoded = sync.Once{}
+}
+
+// EstimatedSize is what an event of the record at pos is counted for
+// against MaxInFlightBytes before it is encoded: the record's bytes in the
+// file, what encoding adds to them (keys, id, agent, tags) and
+// EventOverhead. For an audit_login line it is within a few percent of the
+// encoded size plus EventOverhead.
+func EstimatedSize(pos Position) int {
+	return int(pos.End-pos.Offset) + encodingAdds + EventOverhead
+}
+
+// encodingAdds is about what the JSON encoding adds to a record's own bytes.
+const encodingAdds = 256
+
+// encode sets the Encoded bytes of b's events, once: the first of the
+// output workers that takes some of them (or the spool) does it, the
+// others wait for it. Encoding there, not in the parse goroutine, spreads
+// it over the workers while parsing goes on.
+func (p *Pipeline) encode(b *batch) {
+	b.encoded.Do(func() {
+		var scratch []byte
+		for _, ev := range b.events {
+			if ev.Encoded != nil {
+				continue // read back from a spool
+			}
+			if ev.pooled {
+				// Its own buffer, reused with the event: no allocation
+				// once the pool is warm.
+				if ev.buf == nil {
+					ev.buf = make([]byte, 0, 512)
+				}
+				ev.buf = ev.Append(ev.buf[:0], p.cfg.Schema)
+				ev.Encoded = ev.buf
+				continue
+			}
+			// Encode into a reused buffer, then keep an exact-size copy:
+			// one allocation per event, no slack held while in flight.
+			scratch = ev.Append(scratch[:0], p.cfg.Schema)
+			ev.Encoded = append([]byte(nil), scratch...)
+		}
+	})
+}
+
+// encodeAll encodes the batches of evs (in order, as units and queues
+// hold them).
+func (p *Pipeline) encodeAll(evs []*Event) {
+	var last *batch
+	for _, ev := range evs {
+		if ev.batch != last && ev.batch != nil {
+			last = ev.batch
+			p.encode(last)
+		}
+	}
 }
 
 // EventOverhead is what an event takes in memory besides its encoded JSON
@@ -374,22 +428,10 @@ func (p *Pipeline) emit(rec Record) {
 			rec.Event = nil // acknowledged like a skipped record
 		}
 	}
-	if ev := rec.Event; ev != nil {
-		if ev.pooled {
-			// Its own buffer, reused with the event: no allocation once
-			// the pool is warm.
-			if ev.buf == nil {
-				ev.buf = make([]byte, 0, 512)
-			}
-			ev.buf = ev.Append(ev.buf[:0], p.cfg.Schema)
-			ev.Encoded = ev.buf
-		} else {
-			// Encode into a reused buffer, then keep an exact-size copy:
-			// one allocation per event, no slack held while in flight.
-			p.scratch = ev.Append(p.scratch[:0], p.cfg.Schema)
-			ev.Encoded = append([]byte(nil), p.scratch...)
-		}
-		size = len(ev.Encoded) + EventOverhead
+	if rec.Event != nil {
+		// Encoding waits for the output workers (encode), in parallel with
+		// parsing; the in-flight bound counts an estimate until then.
+		size = EstimatedSize(rec.Pos)
 	}
 	tk, ok := p.tr.TryTrack(rec.Pos, size)
 	if !ok {
@@ -540,6 +582,7 @@ func (p *Pipeline) dispatch() {
 // output through memory as without a spool, and the spool is tried again
 // every RetryInitial: whichever works first.
 func (p *Pipeline) toSpool(o *outState, b *batch) {
+	p.encode(b)
 	for {
 		err := o.spool.Append(p.hardCtx, b.events)
 		if err == nil {
@@ -847,6 +890,7 @@ func (p *Pipeline) spoolQueue(ctx context.Context, o *outState, queue []*Event, 
 	if len(mem) == 0 {
 		return queue, retryN
 	}
+	p.encodeAll(mem)
 	if err := o.spool.Append(ctx, mem); err != nil {
 		return queue, retryN // kept in memory; the next failed probe tries again
 	}
@@ -889,6 +933,7 @@ const refusalBackoffMax = time.Second
 // in retry. After ctx ends nothing is settled.
 func (p *Pipeline) write(ctx context.Context, o *outState, unit []*Event) writeResult {
 	name := o.out.Name()
+	p.encodeAll(unit)
 	start := time.Now()
 	err := o.out.Write(ctx, unit)
 	r := writeResult{err: err, took: time.Since(start), n: len(unit)}
