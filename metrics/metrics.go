@@ -1,5 +1,7 @@
 // Package metrics owns the agent's observability endpoint: Prometheus
-// metrics read from the pipeline's counters at scrape time (so they cannot
+// metrics (the text exposition format, written here with the standard
+// library: the client library and its protobuf dependencies took about 3 MB
+// of the agent's resident memory) read from the pipeline's counters at scrape time (so they cannot
 // drift from what the pipeline did), a batch latency histogram, bytes behind
 // per followed file, and /healthz and /readyz with JSON bodies.
 package metrics
@@ -17,10 +19,6 @@ import (
 	"sort"
 	"sync"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/auditlogin/auditlogin"
 )
@@ -53,8 +51,7 @@ type Config struct {
 type Server struct {
 	cfg     Config
 	src     Sources
-	reg     *prometheus.Registry
-	latency *prometheus.HistogramVec
+	latency *histograms
 	srv     *http.Server
 	ln      net.Listener
 	mu      sync.Mutex
@@ -65,16 +62,10 @@ func New(cfg Config, src Sources) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, src: src, reg: prometheus.NewRegistry()}
-	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "auditlogin_batch_duration_seconds",
-		Help:    "Time an output took to deliver a batch, retries included.",
-		Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
-	}, []string{"output"})
-	s.reg.MustRegister(s.latency, &collector{s: s},
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s := &Server{cfg: cfg, src: src, latency: newHistograms("auditlogin_batch_duration_seconds",
+		"Time an output took to deliver a batch, retries included.", "output", exponentialBuckets(0.0005, 4, 10))}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/metrics", s.serveMetrics)
 	mux.HandleFunc("/healthz", s.healthz)
 	mux.HandleFunc("/readyz", s.readyz)
 	if cfg.Pprof {
@@ -108,7 +99,7 @@ func (s *Server) stats() auditlogin.Stats {
 
 // ObserveBatch records a batch's delivery time (the pipeline's OnBatch).
 func (s *Server) ObserveBatch(output string, took time.Duration, _ int) {
-	s.latency.WithLabelValues(output).Observe(took.Seconds())
+	s.latency.observe(output, took.Seconds())
 }
 
 // IsLoopback reports whether a listen address only accepts local
@@ -234,84 +225,93 @@ func (s *Server) lag() []FileLag {
 	return s.src.Lag()
 }
 
-// collector turns the pipeline's counters into metrics at scrape time.
-type collector struct{ s *Server }
+// serveMetrics writes the metrics in Prometheus' text exposition format
+// (version 0.0.4), read from the pipeline's counters at scrape time, then
+// the Go runtime's and the process's own (go_*, process_*).
+func (s *Server) serveMetrics(w http.ResponseWriter, _ *http.Request) {
+	st := s.stats()
+	var e expo
+	e.family("auditlogin_lines_read_total", "counter", "Lines read from the followed files.")
+	e.sample("auditlogin_lines_read_total", float64(st.Lines))
+	e.family("auditlogin_events_parsed_total", "counter", "Events parsed.")
+	e.sample("auditlogin_events_parsed_total", float64(st.Events))
+	e.family("auditlogin_events_dropped_total", "counter", "Events dropped by processors (drop_event).")
+	e.sample("auditlogin_events_dropped_total", float64(st.Dropped))
+	e.family("auditlogin_dead_lettered_total", "counter", "Records and events written to the dead-letter file.")
+	e.sample("auditlogin_dead_lettered_total", float64(st.DeadLettered))
 
-var (
-	descLines     = prometheus.NewDesc("auditlogin_lines_read_total", "Lines read from the followed files.", nil, nil)
-	descEvents    = prometheus.NewDesc("auditlogin_events_parsed_total", "Events parsed.", nil, nil)
-	descShipped   = prometheus.NewDesc("auditlogin_events_shipped_total", "Events delivered, per output.", []string{"output"}, nil)
-	descParseErr  = prometheus.NewDesc("auditlogin_parse_failures_total", "Records the parser rejected, per format.", []string{"format"}, nil)
-	descDropped   = prometheus.NewDesc("auditlogin_events_dropped_total", "Events dropped by processors (drop_event).", nil, nil)
-	descDead      = prometheus.NewDesc("auditlogin_dead_lettered_total", "Records and events written to the dead-letter file.", nil, nil)
-	descOutErr    = prometheus.NewDesc("auditlogin_output_errors_total", "Failed deliveries (Write calls), per output.", []string{"output"}, nil)
-	descRetries   = prometheus.NewDesc("auditlogin_output_retries_total", "Events sent again after a failure, per output.", []string{"output"}, nil)
-	descOutUp     = prometheus.NewDesc("auditlogin_output_up", "1 when the output's last delivery succeeded.", []string{"output"}, nil)
-	descBehind    = prometheus.NewDesc("auditlogin_file_bytes_behind", "File size minus committed offset.", []string{"file"}, nil)
-	descCommitAge = prometheus.NewDesc("auditlogin_registry_commit_age_seconds", "Seconds since the registry was last known up to date.", nil, nil)
-	descSpoolEv   = prometheus.NewDesc("auditlogin_output_spool_events", "Events in the output's spool, not yet delivered: how far it is behind.", []string{"output"}, nil)
-	descSpoolB    = prometheus.NewDesc("auditlogin_output_spool_bytes", "Bytes of the output's spool on disk.", []string{"output"}, nil)
-	descSpoolAge  = prometheus.NewDesc("auditlogin_output_spool_oldest_age_seconds", "Age of the oldest event in the output's spool (0: empty).", []string{"output"}, nil)
-	descSpoolFail = prometheus.NewDesc("auditlogin_output_spool_failing", "1 while the output's spool cannot be written (a full disk): reading waits for the output.", []string{"output"}, nil)
-	descSpooling  = prometheus.NewDesc("auditlogin_output_spooling", "1 while the output is behind and fed from its spool.", []string{"output"}, nil)
-	descBuild     = prometheus.NewDesc("auditlogin_build_info", "The agent's version.", []string{"version", "goversion"}, nil)
-)
+	outs := sortedKeys(st.Shipped)
+	perOutput := func(name, typ, help string, v func(o string) float64) {
+		if len(outs) == 0 {
+			return
+		}
+		e.family(name, typ, help)
+		for _, o := range outs {
+			e.sample(name, v(o), "output", o)
+		}
+	}
+	perOutput("auditlogin_events_shipped_total", "counter", "Events delivered, per output.", func(o string) float64 { return float64(st.Shipped[o]) })
+	perOutput("auditlogin_output_errors_total", "counter", "Failed deliveries (Write calls), per output.", func(o string) float64 { return float64(st.Retries[o]) })
+	perOutput("auditlogin_output_retries_total", "counter", "Events sent again after a failure, per output.", func(o string) float64 { return float64(st.Retried[o]) })
+	perOutput("auditlogin_output_up", "gauge", "1 when the output's last delivery succeeded.", func(o string) float64 { return bit(!st.Down[o]) })
 
-func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descLines, descEvents, descDropped, descShipped, descParseErr, descDead, descOutErr, descRetries, descOutUp, descBehind, descCommitAge, descSpoolEv, descSpoolB, descSpoolAge, descSpooling, descSpoolFail, descBuild} {
-		ch <- d
+	spools := sortedKeys(st.Spool)
+	perSpool := func(name, help string, v func(o string) float64) {
+		if len(spools) == 0 {
+			return
+		}
+		e.family(name, "gauge", help)
+		for _, o := range spools {
+			e.sample(name, v(o), "output", o)
+		}
 	}
-}
+	perSpool("auditlogin_output_spool_events", "Events in the output's spool, not yet delivered: how far it is behind.", func(o string) float64 { return float64(st.Spool[o].Events) })
+	perSpool("auditlogin_output_spool_bytes", "Bytes of the output's spool on disk.", func(o string) float64 { return float64(st.Spool[o].Bytes) })
+	perSpool("auditlogin_output_spool_oldest_age_seconds", "Age of the oldest event in the output's spool (0: empty).", func(o string) float64 {
+		if t := st.Spool[o].Oldest; !t.IsZero() {
+			return time.Since(t).Seconds()
+		}
+		return 0
+	})
+	perSpool("auditlogin_output_spooling", "1 while the output is behind and fed from its spool.", func(o string) float64 { return bit(st.Spooling[o]) })
+	perSpool("auditlogin_output_spool_failing", "1 while the output's spool cannot be written (a full disk): reading waits for the output.", func(o string) float64 { return bit(st.SpoolFailing[o]) })
 
-func (c *collector) Collect(ch chan<- prometheus.Metric) {
-	st := c.s.stats()
-	counter := func(d *prometheus.Desc, v int64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
-	}
-	counter(descLines, st.Lines)
-	counter(descEvents, st.Events)
-	counter(descDead, st.DeadLettered)
-	counter(descDropped, st.Dropped)
-	for o, n := range st.Shipped {
-		counter(descShipped, n, o)
-		counter(descOutErr, st.Retries[o], o)
-		counter(descRetries, st.Retried[o], o)
-		up := 1.0
-		if st.Down[o] {
-			up = 0
+	if formats := sortedKeys(st.ParseErrorsByFormat); len(formats) > 0 {
+		e.family("auditlogin_parse_failures_total", "counter", "Records the parser rejected, per format.")
+		for _, f := range formats {
+			e.sample("auditlogin_parse_failures_total", float64(st.ParseErrorsByFormat[f]), "format", f)
 		}
-		ch <- prometheus.MustNewConstMetric(descOutUp, prometheus.GaugeValue, up, o)
 	}
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
-	for o, sp := range st.Spool {
-		gauge(descSpoolEv, float64(sp.Events), o)
-		gauge(descSpoolB, float64(sp.Bytes), o)
-		age := 0.0
-		if !sp.Oldest.IsZero() {
-			age = time.Since(sp.Oldest).Seconds()
+	if lag := s.lag(); len(lag) > 0 {
+		e.family("auditlogin_file_bytes_behind", "gauge", "File size minus committed offset.")
+		for _, l := range lag {
+			e.sample("auditlogin_file_bytes_behind", float64(l.BytesBehind), "file", l.Path)
 		}
-		gauge(descSpoolAge, age, o)
-		on := 0.0
-		if st.Spooling[o] {
-			on = 1
-		}
-		gauge(descSpooling, on, o)
-		failing := 0.0
-		if st.SpoolFailing[o] {
-			failing = 1
-		}
-		gauge(descSpoolFail, failing, o)
-	}
-	for f, n := range st.ParseErrorsByFormat {
-		counter(descParseErr, n, f)
-	}
-	for _, l := range c.s.lag() {
-		ch <- prometheus.MustNewConstMetric(descBehind, prometheus.GaugeValue, float64(l.BytesBehind), l.Path)
 	}
 	if !st.LastCommit.IsZero() {
-		ch <- prometheus.MustNewConstMetric(descCommitAge, prometheus.GaugeValue, time.Since(st.LastCommit).Seconds())
+		e.family("auditlogin_registry_commit_age_seconds", "gauge", "Seconds since the registry was last known up to date.")
+		e.sample("auditlogin_registry_commit_age_seconds", time.Since(st.LastCommit).Seconds())
 	}
-	ch <- prometheus.MustNewConstMetric(descBuild, prometheus.GaugeValue, 1, c.s.src.Version, runtime.Version())
+	e.family("auditlogin_build_info", "gauge", "The agent's version.")
+	e.sample("auditlogin_build_info", 1, "version", s.src.Version, "goversion", runtime.Version())
+	s.latency.write(&e)
+	writeRuntime(&e)
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	w.Write(e.b)
+}
+
+func bit(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
