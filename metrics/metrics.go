@@ -293,7 +293,7 @@ func (s *Server) serveMetrics(w http.ResponseWriter, _ *http.Request) {
 		e.sample("auditlogin_registry_commit_age_seconds", time.Since(st.LastCommit).Seconds())
 	}
 	e.family("auditlogin_build_info", "gauge", "The agent's version.")
-	e.sample("auditlogin_build_info", 1, "version", s.src.Version, "goversion", runtime.Version())
+	e.sample("auditlogin_build_info", 1, "goversion", runtime.Version(), "version", s.src.Version) // labels in name order, as before
 	s.latency.write(&e)
 	writeRuntime(&e)
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
