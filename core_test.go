@@ -211,7 +211,7 @@ func TestNewPipelineDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := p.cfg
-	if c.BatchSize != 1024 || c.FlushInterval != 200*time.Millisecond || c.MaxInFlight != 16*1024 || c.MaxInFlightBytes != 8<<20 ||
+	if c.BatchSize != 1024 || c.FlushInterval != 200*time.Millisecond || c.MaxInFlight != 4*1024 || c.MaxInFlightBytes != 8<<20 ||
 		c.Workers != 1 || c.CommitInterval != time.Second || c.ShutdownTimeout != 10*time.Second ||
 		c.RetryInitial != 250*time.Millisecond || c.RetryMax != 5*time.Second {
 		t.Fatalf("defaults: %+v", c)

@@ -80,7 +80,9 @@ type Event struct {
 	// batch goes to the outputs, which share it read-only.
 	Encoded []byte
 
-	batch *batch // the pipeline's batch this event is acknowledged with
+	batch *batch // the pipeline's batch this event was dispatched with
+	tk    ticket // its record in the tracker, acknowledged once every output is done with it
+	idx   int32  // its place in batch.events (batch.left)
 
 	// pooled: from NewEvent, so the pipeline gives it back to the pool
 	// once every output is done with it; buf is its own encoding buffer,

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,7 +48,7 @@ type PipelineConfig struct {
 
 	BatchSize     int           // events per batch (default 1024)
 	FlushInterval time.Duration // a partial batch waits at most this long (default 200ms)
-	MaxInFlight   int           // unacknowledged records before reading blocks (default 16*BatchSize, at least 2*BatchSize)
+	MaxInFlight   int           // unacknowledged records before reading blocks (default 4*BatchSize, at least 2*BatchSize)
 	// MaxInFlightBytes bounds the memory of unacknowledged events: the sum
 	// of their sizes as EstimatedSize counts them (default 8 MiB).
 	MaxInFlightBytes int64
@@ -128,6 +129,7 @@ type batch struct {
 	pending atomic.Int64 // (output, event) deliveries still to finish
 	onDone  func()       // a batch read back from a spool: its ack (no tickets)
 	encoded sync.Once    // its events' Encoded is set (see encode)
+	left    []int32      // per event: outputs still to finish with it (atomic)
 }
 
 // batchPool holds batches whose events are all acknowledged, with their
@@ -215,7 +217,7 @@ func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
 		cfg.FlushInterval = 200 * time.Millisecond
 	}
 	if cfg.MaxInFlight <= 0 {
-		cfg.MaxInFlight = 16 * cfg.BatchSize
+		cfg.MaxInFlight = 4 * cfg.BatchSize
 	}
 	if cfg.MaxInFlight < 2*cfg.BatchSize {
 		cfg.MaxInFlight = 2 * cfg.BatchSize
@@ -442,9 +444,9 @@ func (p *Pipeline) emit(rec Record) {
 			return
 		}
 	}
-	p.cur.tickets = append(p.cur.tickets, tk)
 	switch {
 	case rec.Err != nil:
+		p.cur.tickets = append(p.cur.tickets, tk)
 		p.parseErrors.Add(1)
 		format := "unknown"
 		if f, ok := p.curParser.(Formatter); ok {
@@ -457,7 +459,10 @@ func (p *Pipeline) emit(rec Record) {
 		p.deadLetter(DeadLetterEntry{Path: rec.Pos.Path, Offset: rec.Pos.Offset, Reason: rec.Err.Error(), Raw: rec.Raw})
 	case rec.Event != nil:
 		p.events.Add(1)
+		rec.Event.tk = tk
 		p.cur.events = append(p.cur.events, rec.Event)
+	default:
+		p.cur.tickets = append(p.cur.tickets, tk)
 	}
 	if len(p.cur.events) >= p.cfg.BatchSize {
 		p.dispatch()
@@ -507,15 +512,23 @@ func (p *Pipeline) dispatch() {
 		return
 	}
 	p.cur = newBatch()
+	if len(b.tickets) > 0 {
+		// Rejections (dead-lettered) and skips are done: acknowledged now,
+		// each event is when every output has finished with it.
+		p.tr.Ack(b.tickets)
+		b.tickets = b.tickets[:0]
+	}
 	if len(b.events) == 0 {
-		p.tr.Ack(b.tickets) // only rejections and skips: nothing to deliver
 		b.reset()
 		batchPool.Put(b)
 		return
 	}
 	b.pending.Store(int64(len(p.outs) * len(b.events)))
-	for _, ev := range b.events {
+	b.left = slices.Grow(b.left[:0], len(b.events))[:len(b.events)]
+	for i, ev := range b.events {
 		ev.batch = b
+		ev.idx = int32(i)
+		b.left[i] = int32(len(p.outs))
 	}
 	// Outputs that take the batch at once, or that are being fed from
 	// their spool, are served first; then those that would make reading
@@ -589,7 +602,7 @@ func (p *Pipeline) toSpool(o *outState, b *batch) {
 			if o.spoolErr.Swap(false) {
 				p.log.Info("spool written again", "output", o.out.Name())
 			}
-			p.done(b, len(b.events))
+			p.doneAll(b.events)
 			return
 		}
 		if p.hardCtx.Err() != nil {
@@ -612,37 +625,64 @@ func (p *Pipeline) toSpool(o *outState, b *batch) {
 	}
 }
 
-// done records that one output has finished with n events of b (delivered
-// or dead-lettered); when every output has finished every event, the
-// batch's records are acknowledged.
+// done records that one output has finished with n events of b; when
+// every output has finished every event, the batch is reused (a batch read
+// back from a spool is acknowledged then, by its onDone).
 func (p *Pipeline) done(b *batch, n int) {
 	if b.pending.Add(-int64(n)) == 0 {
 		if b.onDone != nil {
 			b.onDone()
 			return
 		}
-		p.tr.Ack(b.tickets)
-		// No output holds these events any more (Output's contract):
-		// they and the batch are reused.
-		for _, ev := range b.events {
-			ev.release()
-		}
 		b.reset()
 		batchPool.Put(b)
 	}
 }
 
-// doneAll calls done for each run of events of the same batch.
+// doneAll records that one output has finished with evs (delivered or
+// dead-lettered). An event that every output has finished with is
+// acknowledged at once, not with the rest of its batch: a batch with a
+// few refused items then holds only those in flight, and reading goes on
+// (Elasticsearch refusing 30 % of items kept every batch waiting for its
+// last retries, and a small max_in_flight stalled). It goes back to the
+// pool then (Output's contract: no output holds it any more).
 func (p *Pipeline) doneAll(evs []*Event) {
+	d := donePool.Get().(*doneScratch)
 	for i := 0; i < len(evs); {
+		b := evs[i].batch
 		j := i + 1
-		for j < len(evs) && evs[j].batch == evs[i].batch {
+		for j < len(evs) && evs[j].batch == b {
 			j++
 		}
-		p.done(evs[i].batch, j-i)
+		if b.onDone == nil {
+			for _, ev := range evs[i:j] {
+				if atomic.AddInt32(&b.left[ev.idx], -1) == 0 {
+					d.tks = append(d.tks, ev.tk)
+					d.evs = append(d.evs, ev)
+				}
+			}
+		}
+		p.done(b, j-i) // may reuse b, and clear evs if it is b.events: last
 		i = j
 	}
+	if len(d.tks) > 0 {
+		p.tr.Ack(d.tks)
+	}
+	for _, ev := range d.evs {
+		ev.release()
+	}
+	clear(d.evs)
+	d.tks, d.evs = d.tks[:0], d.evs[:0]
+	donePool.Put(d)
 }
+
+// doneScratch is doneAll's lists, reused.
+type doneScratch struct {
+	tks []ticket
+	evs []*Event
+}
+
+var donePool = sync.Pool{New: func() any { return &doneScratch{} }}
 
 // writeResult is what one Write of a unit came to.
 type writeResult struct {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,11 +43,17 @@ func TestPipelineWritesInParallelAndCommitsOnlyTheContiguousPrefix(t *testing.T)
 	a := outputtest.NewFake("a")
 	a.SetWorkers(4)
 	release := make(chan struct{})
+	// The later writes wait until the held one has begun (a worker may
+	// start its Write after others have finished theirs): then they can
+	// only be delivered beside it.
+	started := make(chan struct{})
+	var startOnce sync.Once
 	a.HoldWhere(func(b []*auditlogin.Event) <-chan struct{} {
 		if holds(b, "0") {
+			startOnce.Do(func() { close(started) })
 			return release
 		}
-		return nil
+		return started
 	})
 	cp := &memCheckpoint{}
 	p := newPipeline(t, []auditlogin.Output{a}, cp, nil, nil)
@@ -288,5 +296,53 @@ func TestPipelineFlushesAPartialBatch(t *testing.T) {
 		if len(b) > 16 {
 			t.Fatalf("a write of %d events, batch_size 16", len(b))
 		}
+	}
+}
+
+// An event refused again and again holds only itself in flight: the other
+// events of its batch are acknowledged as each is delivered, so with one
+// item of each of ten batches refused, reading still goes on far past
+// max_in_flight (two batches): a cluster refusing some items under pressure
+// does not stall a small window. The committed offset stays before the
+// first refused event until it is delivered.
+func TestPipelineRefusedItemHoldsOnlyItself(t *testing.T) {
+	a := outputtest.NewFake("a")
+	var refusing atomic.Bool
+	refusing.Store(true)
+	a.FailItems(func(ev *auditlogin.Event) error {
+		if i, _ := strconv.Atoi(ev.Thread); i%16 == 3 && i < 160 && refusing.Load() {
+			return errors.New("429 rejected (test)")
+		}
+		return nil
+	})
+	cp := &memCheckpoint{}
+	p := newPipeline(t, []auditlogin.Output{a}, cp, nil, func(c *auditlogin.PipelineConfig) {
+		c.MaxInFlight = 32 // two batches of 16
+	})
+	ch := make(chan []auditlogin.Line)
+	done := make(chan error)
+	go func() { done <- p.Run(context.Background(), ch) }()
+	const n = 640 // twenty times max_in_flight
+	feed(ch, 0, n, nil)
+	waitFor(t, "every other event delivered", func() bool { return len(a.Delivered()) == n-10 })
+	c0 := p.Stats().LastCommit
+	waitFor(t, "the committer to run again", func() bool { return p.Stats().LastCommit.Sub(c0) > 20*time.Millisecond })
+	if got := cp.get(fileA); got != 30 {
+		t.Fatalf("committed %d with event 3 refused, want 30 (its start)", got)
+	}
+	refusing.Store(false)
+	close(ch)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := cp.get(fileA); got != n*10 {
+		t.Fatalf("committed %d, want %d", got, n*10)
+	}
+	seen := map[string]int{}
+	for _, ev := range a.Delivered() {
+		seen[ev.Thread]++
+	}
+	if len(seen) != n || len(a.Delivered()) != n {
+		t.Fatalf("%d distinct events delivered in %d (want %d once each)", len(seen), len(a.Delivered()), n)
 	}
 }

@@ -241,7 +241,7 @@ type DeadLetter struct {
 type Pipeline struct {
 	BatchSize        int           `koanf:"batch_size"`
 	FlushInterval    time.Duration `koanf:"flush_interval"`
-	MaxInFlight      int           `koanf:"max_in_flight"`
+	MaxInFlight      int           `koanf:"max_in_flight"` // 0: 4 × batch_size
 	MaxInFlightBytes ByteSize      `koanf:"max_in_flight_bytes"`
 	ShutdownTimeout  time.Duration `koanf:"shutdown_timeout"`
 	RetryInitial     time.Duration `koanf:"retry_initial"`
@@ -270,7 +270,7 @@ type Log struct {
 func Default() Config {
 	return Config{
 		Registry: Registry{Path: "/var/lib/auditlogin/registry.json", FlushInterval: time.Second, CleanAfter: 72 * time.Hour},
-		Pipeline: Pipeline{BatchSize: 1024, FlushInterval: 500 * time.Millisecond, MaxInFlight: 16384, MaxInFlightBytes: 8 << 20,
+		Pipeline: Pipeline{BatchSize: 1024, FlushInterval: 500 * time.Millisecond, MaxInFlightBytes: 8 << 20,
 			ShutdownTimeout: 10 * time.Second, RetryInitial: 250 * time.Millisecond, RetryMax: 5 * time.Second},
 		Tail: Tail{ScanInterval: time.Second, PollInterval: 250 * time.Millisecond, RotateWait: 5 * time.Second,
 			CloseInactive: 5 * time.Minute, IdleAfter: 10 * time.Second, MaxLineBytes: 1 << 20, FingerprintBytes: 1024},
@@ -805,8 +805,8 @@ func (c *Config) Validate(knownFormat func(string) bool, formats []string) error
 	if pl.MaxInFlightBytes < 64<<10 {
 		add("pipeline.max_in_flight_bytes", "%d (expected at least 64KiB)", pl.MaxInFlightBytes)
 	}
-	if pl.MaxInFlight < 2*pl.BatchSize {
-		add("pipeline.max_in_flight", "must be at least twice pipeline.batch_size (%d)", 2*pl.BatchSize)
+	if pl.MaxInFlight < 0 || (pl.MaxInFlight > 0 && pl.MaxInFlight < 2*pl.BatchSize) {
+		add("pipeline.max_in_flight", "%d (expected 0 for four batches, or at least twice pipeline.batch_size: %d)", pl.MaxInFlight, 2*pl.BatchSize)
 	}
 	for name, d := range map[string]time.Duration{
 		"pipeline.flush_interval": pl.FlushInterval, "pipeline.shutdown_timeout": pl.ShutdownTimeout,

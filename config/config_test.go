@@ -150,7 +150,7 @@ fields: {ok: 1, list: [a, b], nested: {a: b}}
 		"inputs[0].timezone:",
 		`inputs[0].start_at: "middle" (expected beginning or end)`,
 		"outputs.file.path: required",
-		"pipeline.max_in_flight: must be at least twice",
+		"pipeline.max_in_flight: 10 (expected 0 for four batches, or at least twice",
 		`log.level: "loud"`,
 		`event_schema: "ECS" (expected auditlogin, ecs or both)`,
 		"fields.list: a list (expected a string, number or boolean)",
