@@ -411,8 +411,9 @@ func (p *Pipeline) parseLoop(ctx context.Context, lines <-chan []Line) {
 	}
 }
 
-// emit handles one record from a parser: encoded, tracked (which may block
-// while too much is in flight), then batched, dead-lettered or skipped.
+// emit handles one record from a parser: tracked (which may block while too
+// much is in flight), then batched (encoded later, see encode),
+// dead-lettered or skipped.
 // Called only from the parse goroutine.
 func (p *Pipeline) emit(rec Record) {
 	p.records.Add(1)

@@ -15,12 +15,15 @@ import (
 // expo builds a scrape in Prometheus' text exposition format.
 type expo struct{ b []byte }
 
+// helpEscaper escapes a HELP text as the format wants.
+var helpEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
+
 // family starts a metric family: its HELP and TYPE lines.
 func (e *expo) family(name, typ, help string) {
 	e.b = append(e.b, "# HELP "...)
 	e.b = append(e.b, name...)
 	e.b = append(e.b, ' ')
-	e.b = append(e.b, strings.NewReplacer(`\`, `\\`, "\n", `\n`).Replace(help)...)
+	e.b = append(e.b, helpEscaper.Replace(help)...)
 	e.b = append(e.b, "\n# TYPE "...)
 	e.b = append(e.b, name...)
 	e.b = append(e.b, ' ')
