@@ -246,6 +246,69 @@ type Pipeline struct {
 	ShutdownTimeout  time.Duration `koanf:"shutdown_timeout"`
 	RetryInitial     time.Duration `koanf:"retry_initial"`
 	RetryMax         time.Duration `koanf:"retry_max"`
+	// MemoryLimit is the soft limit on the Go runtime's memory
+	// (debug.SetMemoryLimit): auto (the default) derives it from the
+	// bounds above and the enrichment tables, off leaves Go's default, or
+	// a size. The GOMEMLIMIT environment variable, when set, wins.
+	MemoryLimit MemoryLimit `koanf:"memory_limit"`
+}
+
+// MemoryLimit is pipeline.memory_limit: 0 for auto (a plain 0 in the file
+// too), -1 for off, or bytes.
+type MemoryLimit int64
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (m *MemoryLimit) UnmarshalText(text []byte) error {
+	switch s := strings.TrimSpace(string(text)); s {
+	case "auto", "":
+		*m = 0
+		return nil
+	case "off":
+		*m = -1
+		return nil
+	}
+	var b ByteSize
+	if b.UnmarshalText(text) != nil || b == 0 {
+		return errors.New("expected auto, off, or a size such as 64MiB")
+	}
+	*m = MemoryLimit(b)
+	return nil
+}
+
+// Base of the auto memory limit: what an agent holds whatever its bounds
+// (runtime, stacks, clients' buffers, pools), plus room for the garbage
+// collector to work without running all the time.
+const memoryLimitBase = 16 << 20
+
+// EffectiveMemoryLimit is the soft limit to set on the Go runtime, or 0
+// to leave Go's default. Auto is a sum of what the configuration bounds,
+// each counted generously: twice the events in flight (the smaller of
+// max_in_flight × 1 KiB, an event's heap size with its encoding, and
+// max_in_flight_bytes: what is in flight plus what was just released),
+// the new-source set (about 24 bytes an entry) and the brute-force table
+// (its bound of 100,000 keys at 32 bytes). It is a soft limit: a heap
+// above it only makes the collector run more often (Go caps that at half
+// the CPU), never fails an allocation.
+func (c *Config) EffectiveMemoryLimit() int64 {
+	switch {
+	case c.Pipeline.MemoryLimit < 0:
+		return 0
+	case c.Pipeline.MemoryLimit > 0:
+		return int64(c.Pipeline.MemoryLimit)
+	}
+	events := int64(c.Pipeline.MaxInFlight)
+	if events <= 0 {
+		events = 4 * int64(c.Pipeline.BatchSize)
+	}
+	inFlight := min(events<<10, int64(c.Pipeline.MaxInFlightBytes))
+	limit := memoryLimitBase + 2*inFlight
+	if c.Enrich.Enabled {
+		limit += 100000 * 32
+		if c.Enrich.NewSource.Enabled {
+			limit += int64(c.Enrich.NewSource.MaxEntries) * 24
+		}
+	}
+	return limit
 }
 
 // Tail tunes how files are followed.
@@ -807,6 +870,9 @@ func (c *Config) Validate(knownFormat func(string) bool, formats []string) error
 	}
 	if pl.MaxInFlight < 0 || (pl.MaxInFlight > 0 && pl.MaxInFlight < 2*pl.BatchSize) {
 		add("pipeline.max_in_flight", "%d (expected 0 for four batches, or at least twice pipeline.batch_size: %d)", pl.MaxInFlight, 2*pl.BatchSize)
+	}
+	if pl.MemoryLimit < -1 {
+		add("pipeline.memory_limit", "%d (expected auto, off, or a size such as 64MiB)", pl.MemoryLimit)
 	}
 	for name, d := range map[string]time.Duration{
 		"pipeline.flush_interval": pl.FlushInterval, "pipeline.shutdown_timeout": pl.ShutdownTimeout,

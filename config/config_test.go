@@ -248,3 +248,46 @@ func TestFindSearchesInOrder(t *testing.T) {
 		t.Fatalf("found %q, want the first", p)
 	}
 }
+
+// pipeline.memory_limit: auto (the default) is derived from the bounds it
+// covers; off and a size are taken as given; anything else is refused with
+// its field path.
+func TestMemoryLimit(t *testing.T) {
+	load := func(pipeline string) (Config, error) {
+		return Load(write(t, "inputs:\n  - paths: [/a]\noutputs: {stdout: {}}\n"+pipeline), nil)
+	}
+	def, err := load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 16 MiB + 2 × min(4096 events × 1 KiB, 8 MiB) + brute-force table + 100,000 sources × 24 B.
+	if got, want := def.EffectiveMemoryLimit(), int64(16<<20+2*(4<<20)+3200000+2400000); got != want {
+		t.Errorf("default: %d, want %d", got, want)
+	}
+	big, err := load("pipeline: {batch_size: 4096, max_in_flight_bytes: 64MiB}\nenrich: {enabled: false}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := big.EffectiveMemoryLimit(), int64(16<<20+2*(16<<20)); got != want {
+		t.Errorf("16384 in flight, no enrichment: %d, want %d", got, want)
+	}
+	for in, want := range map[string]int64{"auto": def.EffectiveMemoryLimit(), "off": 0, "64MiB": 64 << 20, "100000000": 100000000} {
+		c, err := load("pipeline: {memory_limit: " + in + "}\n")
+		if err != nil {
+			t.Errorf("%s: %v", in, err)
+			continue
+		}
+		if got := c.EffectiveMemoryLimit(); got != want {
+			t.Errorf("%s: %d, want %d", in, got, want)
+		}
+	}
+	for _, in := range []string{"lots", "-5MiB", "-7"} {
+		c, err := load("pipeline: {memory_limit: " + in + "}\n")
+		if err == nil {
+			err = c.Validate(known, formats)
+		}
+		if err == nil || !strings.Contains(err.Error(), "pipeline.memory_limit") || !strings.Contains(err.Error(), "auto, off") {
+			t.Errorf("%s: %v", in, err)
+		}
+	}
+}

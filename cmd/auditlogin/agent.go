@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -191,6 +192,7 @@ func runAgent(ctx context.Context, cfg config.Config, o agentOptions) error {
 		cfg.Outputs = config.Outputs{Stdout: &config.Stdout{}}
 		o.once = true
 	}
+	applyMemoryLimit(cfg, log)
 	outs, err := buildOutputs(cfg, o.stdout, log)
 	if err != nil {
 		return err
@@ -408,4 +410,22 @@ func mapAttr[V any](key string, m map[string]V) slog.Attr {
 		attrs = append(attrs, slog.Any(k, m[k]))
 	}
 	return slog.Attr{Key: key, Value: slog.GroupValue(attrs...)}
+}
+
+// applyMemoryLimit sets pipeline.memory_limit on the Go runtime, unless
+// GOMEMLIMIT was given (the runtime has read it already). A reload that
+// turns it off restores Go's default (no limit).
+func applyMemoryLimit(cfg config.Config, log *slog.Logger) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		log.Debug("Go memory limit from GOMEMLIMIT; pipeline.memory_limit is not used", "GOMEMLIMIT", os.Getenv("GOMEMLIMIT"))
+		return
+	}
+	limit := cfg.EffectiveMemoryLimit()
+	if limit == 0 {
+		setMemoryLimit(math.MaxInt64)
+		log.Debug("Go memory limit off (pipeline.memory_limit: off)")
+		return
+	}
+	setMemoryLimit(limit)
+	log.Debug("Go memory limit set", "memory_limit", limit)
 }

@@ -124,7 +124,13 @@ const (
 	exitConfig = 2 // bad usage or configuration
 )
 
+// setMemoryLimit sets the Go runtime's soft memory limit in the real
+// process (main replaces it); commands run in-process by tests leave the
+// test binary's runtime alone.
+var setMemoryLimit = func(int64) {}
+
 func main() {
+	setMemoryLimit = func(n int64) { debug.SetMemoryLimit(n) }
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
