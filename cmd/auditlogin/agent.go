@@ -426,6 +426,5 @@ func applyMemoryLimit(cfg config.Config, log *slog.Logger) {
 		log.Debug("Go memory limit off (pipeline.memory_limit: off)")
 		return
 	}
-	setMemoryLimit(limit)
-	log.Debug("Go memory limit set", "memory_limit", limit)
+	log.Debug("Go memory limit set", "memory_limit", setMemoryLimit(limit))
 }

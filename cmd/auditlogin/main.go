@@ -125,12 +125,15 @@ const (
 )
 
 // setMemoryLimit sets the Go runtime's soft memory limit in the real
-// process (main replaces it); commands run in-process by tests leave the
-// test binary's runtime alone.
-var setMemoryLimit = func(int64) {}
+// process (main replaces it) and returns the limit the runtime now holds;
+// commands run in-process by tests leave the test binary's runtime alone.
+var setMemoryLimit = func(int64) int64 { return 0 }
 
 func main() {
-	setMemoryLimit = func(n int64) { debug.SetMemoryLimit(n) }
+	setMemoryLimit = func(n int64) int64 {
+		debug.SetMemoryLimit(n)
+		return debug.SetMemoryLimit(-1)
+	}
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
