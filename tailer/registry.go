@@ -29,6 +29,10 @@ type Registry struct {
 	// set once their committed offset reaches that end, not before, so a
 	// crash with lines still in flight recovers them.
 	rotated map[auditlogin.FileID]int64
+	// seen: for each followed path, a time at which every file that had
+	// been at that path was known (registered); a file beside the path
+	// modified since then that is not known was rotated away unseen.
+	seen map[string]time.Time
 }
 
 type entry struct {
@@ -51,13 +55,15 @@ func (e *entry) id() auditlogin.FileID {
 type registryFile struct {
 	Version int      `json:"version"`
 	Files   []*entry `json:"files"`
+	// Seen is written by agents since 2026-12 (older ones ignore it).
+	Seen map[string]time.Time `json:"seen,omitempty"`
 }
 
 // OpenRegistry loads the registry at path (a missing file is an empty
 // registry). Entries whose file is gone are dropped cleanAfter after their
 // last update.
 func OpenRegistry(path string, cleanAfter time.Duration) (*Registry, error) {
-	r := &Registry{path: path, cleanAfter: cleanAfter, entries: map[auditlogin.FileID]*entry{}, rotated: map[auditlogin.FileID]int64{}}
+	r := &Registry{path: path, cleanAfter: cleanAfter, entries: map[auditlogin.FileID]*entry{}, rotated: map[auditlogin.FileID]int64{}, seen: map[string]time.Time{}}
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return r, nil
@@ -75,7 +81,29 @@ func OpenRegistry(path string, cleanAfter time.Duration) (*Registry, error) {
 	for _, e := range rf.Files {
 		r.entries[e.id()] = e
 	}
+	for p, ts := range rf.Seen {
+		r.seen[p] = ts
+	}
 	return r, nil
+}
+
+// Seen returns the time recorded for path by SetSeen (false: none).
+func (r *Registry) Seen(path string) (time.Time, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ts, ok := r.seen[path]
+	return ts, ok
+}
+
+// SetSeen records that every file that had been at path by ts is known. It
+// is kept in memory and written with the next write: a crash leaves an
+// older time, which only makes a restart look at more files.
+func (r *Registry) SetSeen(path string, ts time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ts.After(r.seen[path]) {
+		r.seen[path] = ts.UTC()
+	}
 }
 
 // ReadOnly makes Commit and Register keep changes in memory only (a dry run
@@ -278,7 +306,7 @@ func (r *Registry) write() error {
 	if r.readOnly {
 		return nil
 	}
-	rf := registryFile{Version: 1, Files: make([]*entry, 0, len(r.entries))}
+	rf := registryFile{Version: 1, Files: make([]*entry, 0, len(r.entries)), Seen: r.seen}
 	for _, e := range r.entries {
 		rf.Files = append(rf.Files, e)
 	}

@@ -106,8 +106,13 @@ type Tailer struct {
 	// rotates the order files are taken in, so that none starves.
 	fdWait, fdWaited bool
 	turn             int
-	wg               sync.WaitGroup
-	started          bool
+	// lastAt: the identity found at each followed path by the last scan
+	// (scan goroutine only); seen: Registry.SetSeen's times when there is
+	// no registry.
+	lastAt  map[string]auditlogin.FileID
+	seen    map[string]time.Time
+	wg      sync.WaitGroup
+	started bool
 
 	chunkMu sync.Mutex
 	free    []*chunk                    // chunks given back, for the next reads
@@ -213,7 +218,8 @@ func New(cfg Config) *Tailer {
 	}
 	return &Tailer{cfg: cfg, log: cfg.Logger, active: map[[2]uint64]bool{},
 		parked: map[auditlogin.FileID]parking{}, finished: map[auditlogin.FileID]bool{}, warned: map[string]bool{},
-		unreadable: map[string]bool{}, lent: map[*auditlogin.Line]*chunk{}}
+		unreadable: map[string]bool{}, lent: map[*auditlogin.Line]*chunk{},
+		lastAt: map[string]auditlogin.FileID{}, seen: map[string]time.Time{}}
 }
 
 // Run follows the inputs, sending lines to out in file order per file, until
@@ -286,6 +292,7 @@ func (t *Tailer) scan(ctx context.Context, first bool) {
 				matches = append(matches[k:len(matches):len(matches)], matches[:k]...)
 			}
 			for _, path := range matches {
+				now := time.Now() // before looking: what was at path by now is known after
 				fi, err := os.Stat(path)
 				if err != nil || !fi.Mode().IsRegular() || fi.Size() == 0 {
 					continue
@@ -309,7 +316,9 @@ func (t *Tailer) scan(ctx context.Context, first bool) {
 					continue
 				}
 				if !busy {
-					t.consider(ctx, in, path, first)
+					t.consider(ctx, in, path, first, now)
+				} else if id, ok := t.lastAt[path]; ok && id.Dev == dev && id.Ino == ino {
+					t.setSeen(path, now) // still the file the last scan found there
 				}
 			}
 		}
@@ -318,7 +327,7 @@ func (t *Tailer) scan(ctx context.Context, first bool) {
 
 // consider decides where to read a file found by the scan, and starts a
 // harvester when there is something to read.
-func (t *Tailer) consider(ctx context.Context, in *Input, path string, first bool) {
+func (t *Tailer) consider(ctx context.Context, in *Input, path string, first bool, now time.Time) {
 	f, err := os.Open(path)
 	if err != nil {
 		t.warnOnce("open:"+path, "cannot open file; trying again at every scan", "file", path, "err", err)
@@ -351,6 +360,19 @@ func (t *Tailer) consider(ctx context.Context, in *Input, path string, first boo
 			return
 		}
 	}
+	if last, ok := t.lastAt[path]; !ok || last != id {
+		// Another file at path than the last scan found (or the first
+		// scan): files that were at path in between and were rotated
+		// away before a scan saw them are beside it. Read them first.
+		if since, ok := t.seenAt(path); ok {
+			t.recoverUnseen(ctx, in, path, since.Add(-unseenSlack))
+		}
+	}
+	// Whatever was at path by now is known once this file is.
+	defer func() {
+		t.lastAt[path] = id
+		t.setSeen(path, now)
+	}()
 	if !known && in.StartAtEnd && first {
 		off = lastLineEnd(f, size)
 		t.log.Info("new file: starting at its end", "file", path, "offset", off)
@@ -541,10 +563,8 @@ func (t *Tailer) recoverUnseen(ctx context.Context, in *Input, livePath string, 
 		}
 		dev, ino := devIno(fi)
 		fps := &fpCache{f: f, m: map[int]string{}}
-		t.mu.Lock()
-		busy := t.active[[2]uint64{dev, ino}]
-		t.mu.Unlock()
-		if _, _, _, known := t.resolve(fps, dev, ino); known || busy {
+		// Known, or compressed (by logrotate): not an unseen rotated file.
+		if t.knows(fps, dev, ino) || compressed(f) {
 			f.Close()
 			continue
 		}
@@ -566,6 +586,69 @@ func (t *Tailer) recoverUnseen(ctx context.Context, in *Input, livePath string, 
 		t.register(id, livePath, 0) // under the followed path: a restart finds it among that path's rotated files
 		t.runInline(ctx, &harvester{t: t, in: in, f: f, path: c.path, id: id, identified: true, parser: np(), newParser: np, rotated: true})
 	}
+}
+
+// unseenSlack is subtracted from a path's seen time before comparing it with
+// file modification times, which the kernel takes from a coarse clock.
+const unseenSlack = 2 * time.Second
+
+func (t *Tailer) seenAt(path string) (time.Time, bool) {
+	if ts, ok := t.seen[path]; ok {
+		return ts, true
+	}
+	if t.cfg.Registry != nil {
+		return t.cfg.Registry.Seen(path)
+	}
+	return time.Time{}, false
+}
+
+func (t *Tailer) setSeen(path string, ts time.Time) {
+	t.seen[path] = ts
+	if t.cfg.Registry != nil {
+		t.cfg.Registry.SetSeen(path, ts)
+	}
+}
+
+// knows reports whether the file (dev/ino, open in fps) was read before, or
+// is being read: a parked or registry entry for its inode and first bytes.
+func (t *Tailer) knows(fps *fpCache, dev, ino uint64) bool {
+	t.mu.Lock()
+	busy := t.active[[2]uint64{dev, ino}]
+	var parked []auditlogin.FileID
+	for pid := range t.parked {
+		if pid.Dev == dev && pid.Ino == ino {
+			parked = append(parked, pid)
+		}
+	}
+	t.mu.Unlock()
+	if busy {
+		return true
+	}
+	for _, pid := range parked {
+		if fps.get(pid.FPLen) == pid.FP {
+			return true
+		}
+	}
+	for rid := range t.registryEntries() {
+		if rid.Dev == dev && rid.Ino == ino && fps.get(rid.FPLen) == rid.FP {
+			return true
+		}
+	}
+	return false
+}
+
+// compressed reports whether f starts like a gzip, bzip2, xz or zstd file
+// (a rotated file compressed by logrotate: not a log to read).
+func compressed(f *os.File) bool {
+	head := make([]byte, 6)
+	n, _ := f.ReadAt(head, 0)
+	head = head[:n]
+	for _, magic := range [][]byte{{0x1f, 0x8b}, []byte("BZh"), {0xfd, '7', 'z', 'X', 'Z', 0}, {0x28, 0xb5, 0x2f, 0xfd}} {
+		if bytes.HasPrefix(head, magic) {
+			return true
+		}
+	}
+	return false
 }
 
 // inputFor returns the input one of whose globs matches path.

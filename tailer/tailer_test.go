@@ -919,3 +919,83 @@ func TestSeveralEntriesResumeAtTheFurthest(t *testing.T) {
 		h.waitFor(lines[7:])
 	})
 }
+
+// A file created at the followed path and rotated away between two scans
+// (never seen there) is found beside the path when the scan finds the next
+// file at it, and read before that one.
+func TestFileRotatedAwayBetweenScansIsRead(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.ScanInterval = 500 * time.Millisecond }, "a.log")
+	p := h.path("a.log")
+	appendTo(t, p, text(seq("a", 0, 5)))
+	h.start()
+	h.waitFor(seq("a", 0, 5))
+	os.Rename(p, p+".1")
+	appendTo(t, p, text(seq("b", 0, 4))) // lives a moment at a.log...
+	os.Rename(p+".1", p+".2")
+	os.Rename(p, p+".1") // ...and is rotated away before a scan comes
+	appendTo(t, p, text(seq("c", 0, 3)))
+	want := cat(seq("a", 0, 5), seq("b", 0, 4), seq("c", 0, 3))
+	h.waitFor(want)
+	h.waitCommitted(p, size(t, p))
+	h.stop()
+	h.start() // and nothing again
+	h.waitFor(want)
+}
+
+// Rotated twice while the agent was down, the first file then deleted (read
+// to its end, logrotate may remove it): the file in between, which the agent
+// never saw, is still found and read, even when it was last written before
+// the registry last updated its predecessor's entry (a late commit under
+// load), which is all a restart knew of that predecessor before.
+func TestUnseenFileIsFoundAfterItsPredecessorIsDeleted(t *testing.T) {
+	h := newHarness(t, nil, "a.log")
+	p := h.path("a.log")
+	appendTo(t, p, text(seq("a", 0, 5)))
+	h.start()
+	h.waitFor(seq("a", 0, 5))
+	h.waitCommitted(p, size(t, p))
+	first := h.idOf(p)
+	h.stop()
+	os.Rename(p, p+".1")
+	appendTo(t, p, text(seq("b", 0, 4)))
+	os.Rename(p+".1", p+".2")
+	os.Rename(p, p+".1")
+	appendTo(t, p, text(seq("c", 0, 3)))
+	os.Remove(p + ".2")
+	reg, err := OpenRegistry(h.reg.Path(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, ok := reg.Entries()[first]
+	if !ok {
+		t.Fatal("the first file has no registry entry")
+	}
+	written := e.Updated.Add(-100 * time.Millisecond)
+	if err := os.Chtimes(p+".1", written, written); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	want := cat(seq("a", 0, 5), seq("b", 0, 4), seq("c", 0, 3))
+	h.waitFor(want)
+	h.waitCommitted(p, size(t, p))
+	h.stop()
+	h.start() // and nothing again
+	h.waitFor(want)
+}
+
+// A compressed rotated file (logrotate's compress) beside the path is not
+// read as an unseen rotated file.
+func TestCompressedRotatedFileIsNotRead(t *testing.T) {
+	h := newHarness(t, nil, "a.log")
+	p := h.path("a.log")
+	appendTo(t, p, text(seq("a", 0, 2)))
+	h.start()
+	h.waitFor(seq("a", 0, 2))
+	h.waitCommitted(p, size(t, p))
+	h.stop()
+	os.Rename(p, p+".1")
+	appendTo(t, p+".2.gz", "\x1f\x8b\x08\x00garbage\n")
+	appendTo(t, p, text(seq("c", 0, 3)))
+	h.start()
+	h.waitFor(cat(seq("a", 0, 2), seq("c", 0, 3)))
+}

@@ -93,7 +93,15 @@ log: {level: info, format: json}
 		if len(data) > 6000 {
 			data = data[len(data)-6000:]
 		}
-		t.Fatalf(format+"\nagent log (end):\n%s", append(args, data)...)
+		reg, _ := os.ReadFile(registry)
+		var files []string
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			if fi, err := e.Info(); err == nil {
+				files = append(files, fmt.Sprintf("%s (ino %d, %d B)", e.Name(), fi.Sys().(*syscall.Stat_t).Ino, fi.Size()))
+			}
+		}
+		t.Fatalf(format+"\nfiles: %s\nregistry:\n%s\nagent log (end):\n%s", append(args, strings.Join(files, ", "), reg, data)...)
 	}
 
 	// The writer: 3000 records, a rename rotation every 600; each rotated
