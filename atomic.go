@@ -1,6 +1,7 @@
 package auditlogin
 
 import (
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -9,6 +10,16 @@ import (
 // WriteFileAtomic replaces path with data: temp file in the same directory,
 // fsync, rename, fsync of the directory.
 func WriteFileAtomic(path string, data []byte, perm fs.FileMode) error {
+	return WriteFileAtomicFunc(path, perm, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// WriteFileAtomicFunc is WriteFileAtomic for content that write writes as
+// it makes it (no copy of the whole in memory). An error from write leaves
+// path as it was.
+func WriteFileAtomicFunc(path string, perm fs.FileMode, write func(io.Writer) error) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return err
@@ -19,7 +30,7 @@ func WriteFileAtomic(path string, data []byte, perm fs.FileMode) error {
 	}
 	tmp := f.Name()
 	defer os.Remove(tmp) // no-op after a successful rename
-	if _, err := f.Write(data); err != nil {
+	if err := write(f); err != nil {
 		f.Close()
 		return err
 	}

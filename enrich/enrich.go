@@ -7,6 +7,7 @@
 package enrich
 
 import (
+	"bufio"
 	"cmp"
 	"crypto/rand"
 	"encoding/binary"
@@ -14,10 +15,12 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"io"
 	"io/fs"
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -59,7 +62,7 @@ type Config struct {
 type Enricher struct {
 	cfg Config
 
-	fails map[uint64]*window // hash of ("ip"|"user", server, source|user) → recent failure times
+	fails failTable
 	seed  maphash.Seed
 	h     maphash.Hash
 
@@ -69,11 +72,20 @@ type Enricher struct {
 	seenDirty bool
 }
 
-// window holds the times (unix nanoseconds) of the last failures of one
-// key, oldest first.
-type window struct {
-	times []int64
+// failTable holds, for each key (a hash of ("ip"|"user", server,
+// source|user)), the times (unix nanoseconds) of its last failures, oldest
+// first, at most threshold of them: the key maps to a window, threshold
+// slots of one slice. Nothing in it is a pointer: the garbage collector
+// never scans it (a *window and a slice per key made the collector's
+// scanning a third of brute-force detection's cost).
+type failTable struct {
+	index map[uint64]int32 // key → window
+	times []int64          // window w's times: times[w*threshold:][:count[w]]
+	count []int32
+	free  []int32 // windows of dropped keys, for new ones
 }
+
+func (f *failTable) len() int { return len(f.index) }
 
 // New returns an Enricher, loading the seen-set from cfg.SeenPath.
 func New(cfg Config) (*Enricher, error) {
@@ -89,7 +101,7 @@ func New(cfg Config) (*Enricher, error) {
 	if cfg.MaxSeen <= 0 {
 		cfg.MaxSeen = 100000
 	}
-	e := &Enricher{cfg: cfg, fails: map[uint64]*window{}, seed: maphash.MakeSeed()}
+	e := &Enricher{cfg: cfg, fails: failTable{index: map[uint64]int32{}}, seed: maphash.MakeSeed()}
 	if cfg.NewSource {
 		e.seen = newSeenSet(cfg.MaxSeen)
 	}
@@ -123,14 +135,17 @@ func (e *Enricher) load(data []byte) error {
 	if err := json.Unmarshal(data, &f); err != nil {
 		return err
 	}
+	// Oldest first: past the bound, the set keeps the most recently seen.
 	switch f.Version {
 	case 1:
+		slices.SortStableFunc(f.Seen, func(a, b seenEntry) int { return cmp.Compare(a.Last, b.Last) })
 		for _, s := range f.Seen {
 			e.remember(e.seenHash(s.Key), s.Last)
 		}
 		e.seenDirty = true // written back as version 2
 	case seenVersion:
 		e.salt = f.Salt
+		slices.SortStableFunc(f.Hashes, func(a, b [2]uint64) int { return cmp.Compare(int64(a[1]), int64(b[1])) })
 		for _, s := range f.Hashes {
 			e.remember(s[0], int64(s[1]))
 		}
@@ -244,100 +259,71 @@ func (e *Enricher) Enrich(ev *auditlogin.Event) {
 // reached the threshold within the window.
 func (e *Enricher) failure(key uint64, at time.Time) bool {
 	t := at.UnixNano()
-	w := e.fails[key]
-	if w == nil {
-		if len(e.fails) >= e.cfg.MaxTracked {
+	n := e.cfg.BruteForceThreshold
+	f := &e.fails
+	w, ok := f.index[key]
+	if !ok {
+		if len(f.index) >= e.cfg.MaxTracked {
 			e.pruneFails(t)
 		}
-		w = &window{}
-		e.fails[key] = w
+		if k := len(f.free); k > 0 {
+			w, f.free = f.free[k-1], f.free[:k-1]
+		} else {
+			w = int32(len(f.count))
+			f.count = append(f.count, 0)
+			f.times = append(f.times, make([]int64, n)...)
+		}
+		f.count[w] = 0
+		f.index[key] = w
 	}
+	times := f.times[int(w)*n : int(w)*n+n]
+	c := int(f.count[w])
 	cut := t - int64(e.cfg.BruteForceWindow)
 	i := 0
-	for i < len(w.times) && w.times[i] < cut {
+	for i < c && times[i] < cut {
 		i++
 	}
-	w.times = append(w.times[i:], t)
-	if n := e.cfg.BruteForceThreshold; len(w.times) > n {
-		w.times = w.times[len(w.times)-n:]
+	if c-i == n { // full: the oldest goes too
+		i++
 	}
-	return len(w.times) >= e.cfg.BruteForceThreshold
+	c = copy(times, times[i:c])
+	times[c] = t
+	f.count[w] = int32(c + 1)
+	return c+1 >= n
 }
 
 // pruneFails drops keys with no failure within the window of t; if that is
-// not enough, half of the rest (the map stays bounded under a flood of
+// not enough, half of the rest (the table stays bounded under a flood of
 // distinct sources).
 func (e *Enricher) pruneFails(t int64) {
 	cut := t - int64(e.cfg.BruteForceWindow)
-	for k, w := range e.fails {
-		if len(w.times) == 0 || w.times[len(w.times)-1] < cut {
-			delete(e.fails, k)
+	f := &e.fails
+	n := e.cfg.BruteForceThreshold
+	drop := func(k uint64, w int32) {
+		delete(f.index, k)
+		f.free = append(f.free, w)
+	}
+	for k, w := range f.index {
+		if c := f.count[w]; c == 0 || f.times[int(w)*n+int(c)-1] < cut {
+			drop(k, w)
 		}
 	}
-	if len(e.fails) >= e.cfg.MaxTracked {
-		n := 0
-		for k := range e.fails {
-			delete(e.fails, k)
-			if n++; n >= e.cfg.MaxTracked/2 {
+	if len(f.index) >= e.cfg.MaxTracked {
+		dropped := 0
+		for k, w := range f.index {
+			drop(k, w)
+			if dropped++; dropped >= e.cfg.MaxTracked/2 {
 				break
 			}
 		}
 	}
 }
 
-// remember notes key as seen at last (unix seconds), trimming the set past
-// MaxSeen, and reports whether it was seen before; mu is held (or the
-// Enricher is not shared yet).
+// remember notes key as seen at last (unix seconds) and reports whether it
+// was seen before; mu is held (or the Enricher is not shared yet).
 func (e *Enricher) remember(key uint64, last int64) bool {
 	_, ok := e.seen.swap(key, last)
-	if e.seen.len() > e.cfg.MaxSeen {
-		e.trimSeen()
-	}
 	return ok
-}
-
-// trimSeen drops the least recently seen entries down to 80% of MaxSeen
-// (so it runs once per 20% of MaxSeen of new sources); mu is held. The
-// cutoff is the keep-th largest time, found by selection (linear), not a
-// sort: on a fleet with many sources this ran every few thousand events.
-// Its scratch slice is not kept between trims (memory).
-func (e *Enricher) trimSeen() {
-	times := make([]int64, 0, e.seen.len())
-	e.seen.each(func(_ uint64, t int64) { times = append(times, t) })
-	keep := e.cfg.MaxSeen * 8 / 10
-	e.seen.trim(nth(times, len(times)-keep), keep)
-}
-
-// nth returns the value that would be at index k of a sorted a, reordering
-// a (Hoare's selection, middle pivot; times are near-random, no adversary).
-func nth(a []int64, k int) int64 {
-	lo, hi := 0, len(a)-1
-	for lo < hi {
-		pivot := a[lo+(hi-lo)/2]
-		i, j := lo, hi
-		for i <= j {
-			for a[i] < pivot {
-				i++
-			}
-			for a[j] > pivot {
-				j--
-			}
-			if i <= j {
-				a[i], a[j] = a[j], a[i]
-				i++
-				j--
-			}
-		}
-		switch {
-		case k <= j:
-			hi = j
-		case k >= i:
-			lo = i
-		default:
-			return a[k]
-		}
-	}
-	return a[k]
 }
 
 type seenEntry struct {
@@ -366,16 +352,33 @@ func (e *Enricher) Flush() error {
 		e.mu.Unlock()
 		return nil
 	}
-	f := seenFile{Version: seenVersion, Salt: e.salt, Hashes: make([][2]uint64, 0, e.seen.len())}
-	e.seen.each(func(k uint64, t int64) { f.Hashes = append(f.Hashes, [2]uint64{k, uint64(t)}) })
+	salt, hashes := e.salt, make([][2]uint64, 0, e.seen.len())
+	e.seen.each(func(k uint64, t int64) { hashes = append(hashes, [2]uint64{k, uint64(t)}) })
 	e.seenDirty = false
 	e.mu.Unlock()
-	slices.SortFunc(f.Hashes, func(a, b [2]uint64) int { return cmp.Compare(a[0], b[0]) })
-	data, err := json.Marshal(f)
-	if err != nil {
-		return err
-	}
-	return auditlogin.WriteFileAtomic(e.cfg.SeenPath, data, 0o640)
+	slices.SortFunc(hashes, func(a, b [2]uint64) int { return cmp.Compare(a[0], b[0]) })
+	// Written as it is encoded (a seenFile through json.Marshal): 100,000
+	// entries are 4 MB of JSON, which the agent's peak memory would hold.
+	return auditlogin.WriteFileAtomicFunc(e.cfg.SeenPath, 0o640, func(w io.Writer) error {
+		bw := bufio.NewWriterSize(w, 32<<10)
+		buf := fmt.Appendf(nil, `{"version":%d,"salt":%d,"hashes":[`, seenVersion, salt)
+		for i, h := range hashes {
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			buf = append(buf, '[')
+			buf = strconv.AppendUint(buf, h[0], 10)
+			buf = append(buf, ',')
+			buf = strconv.AppendUint(buf, h[1], 10)
+			buf = append(buf, ']')
+			if len(buf) > 16<<10 {
+				bw.Write(buf)
+				buf = buf[:0]
+			}
+		}
+		bw.Write(append(buf, "]}\n"...))
+		return bw.Flush()
+	})
 }
 
 // Seen returns how many (server, account, source) entries are kept.
