@@ -18,12 +18,10 @@
 package kafka
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"regexp"
@@ -36,6 +34,7 @@ import (
 
 	kafkago "github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/compress"
+	"github.com/segmentio/kafka-go/protocol"
 	metadataapi "github.com/segmentio/kafka-go/protocol/metadata"
 	"github.com/segmentio/kafka-go/sasl"
 	"github.com/segmentio/kafka-go/sasl/plain"
@@ -399,9 +398,12 @@ func (o *Output) Write(ctx context.Context, batch []*auditlogin.Event) error {
 // produce sends the events batch[idx] to one partition in one request, and
 // reports those that failed. A request refused as too large is split in two.
 func (o *Output) produce(ctx context.Context, batch []*auditlogin.Event, topic string, partition int, idx []int, fail func([]int, error)) {
-	rr := &records{batch: batch, idx: idx, key: o.cfg.Key, hostname: bytesOf(o.cfg.AgentHostname), time: time.Now()}
-	res, err := o.client.Produce(ctx, &kafkago.ProduceRequest{Topic: topic, Partition: partition,
-		RequiredAcks: o.acks, Compression: o.codec, Records: rr})
+	rb := &recordBatch{batch: batch, idx: idx, key: o.cfg.Key, hostname: o.cfg.AgentHostname, ts: time.Now().UnixMilli()}
+	if o.codec != 0 {
+		rb.codec = o.codec.Codec()
+	}
+	res, err := o.client.RawProduce(ctx, &kafkago.RawProduceRequest{Topic: topic, Partition: partition,
+		RequiredAcks: o.acks, RawRecords: protocol.RawRecordSet{Reader: rb}})
 	if err == nil && res != nil {
 		err = res.Error
 	}
@@ -429,41 +431,6 @@ func (o *Output) produce(ctx context.Context, batch []*auditlogin.Event, topic s
 		}
 		fail(idx, fmt.Errorf("producing to kafka (topic %s, partition %d): %w", topic, partition, err))
 	}
-}
-
-// records reads the events of one produce request as Kafka records; the
-// value is the event's encoding itself, the key and headers views of its
-// strings. One Record is reused: the request encodes each before it asks
-// for the next.
-type records struct {
-	batch    []*auditlogin.Event
-	idx      []int
-	next     int
-	key      string
-	hostname []byte
-	time     time.Time
-
-	rec        kafkago.Record
-	headers    [3]kafkago.Header
-	kbuf, vbuf bytesReader
-}
-
-type bytesReader struct{ bytes.Reader }
-
-func (*bytesReader) Close() error { return nil }
-
-func (r *records) ReadRecord() (*kafkago.Record, error) {
-	if r.next >= len(r.idx) {
-		return nil, io.EOF
-	}
-	ev := r.batch[r.idx[r.next]]
-	r.next++
-	key, _ := ev.Field(r.key)
-	r.kbuf.Reset(bytesOf(key))
-	r.vbuf.Reset(ev.Encoded)
-	r.headers = [3]kafkago.Header{{Key: "id", Value: bytesOf(ev.ID)}, {Key: "format", Value: bytesOf(ev.Format)}, {Key: "hostname", Value: r.hostname}}
-	r.rec = kafkago.Record{Time: r.time, Key: &r.kbuf, Value: &r.vbuf, Headers: r.headers[:]}
-	return &r.rec, nil
 }
 
 // learnLimit asks the cluster what a produce request may hold for the topic

@@ -389,14 +389,17 @@ func TestKcatReadsEveryCodec(t *testing.T) {
 			}
 			o.Close()
 			out, err := exec.Command(kcat, "-C", "-b", c.ListenAddrs()[0], "-t", tp, "-o", "beginning", "-e", "-q",
-				"-f", "%k\t%s\n").CombinedOutput()
+				"-X", "check.crcs=true", "-f", "%k\t%s\t%h\n").CombinedOutput()
 			if err != nil {
 				t.Fatalf("kcat: %v\n%s", err, out)
 			}
-			got := map[string]string{}
+			got, headers := map[string]string{}, map[string]string{}
 			for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-				k, v, _ := strings.Cut(line, "\t")
-				got[k] = v
+				f := strings.SplitN(line, "\t", 3)
+				if len(f) != 3 {
+					t.Fatalf("kcat printed %q", line)
+				}
+				got[f[0]], headers[f[0]] = f[1], f[2]
 			}
 			if len(got) != len(evs) {
 				t.Fatalf("kcat read %d distinct keys, want %d", len(got), len(evs))
@@ -404,6 +407,9 @@ func TestKcatReadsEveryCodec(t *testing.T) {
 			for _, ev := range evs {
 				if got[ev.ID] != string(ev.Encoded) {
 					t.Fatalf("kcat: message %s is %q, want %q", ev.ID, got[ev.ID], ev.Encoded)
+				}
+				if want := "id=" + ev.ID + ",format=" + ev.Format + ",hostname="; !strings.HasPrefix(headers[ev.ID], want) {
+					t.Fatalf("kcat: message %s has headers %q, want %q...", ev.ID, headers[ev.ID], want)
 				}
 			}
 		})
