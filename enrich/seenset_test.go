@@ -78,8 +78,8 @@ func TestSeenSetMatchesAMap(t *testing.T) {
 			}
 		}
 	}
-	if load := float64(s.limit) / float64(len(s.cur.slots)); load > 0.8 {
-		t.Fatalf("%d slots for %d entries: load %.2f", len(s.cur.slots), s.limit, load)
+	if load := float64(s.limit) / float64(len(s.cur.keys)); load > 0.8 {
+		t.Fatalf("%d slots for %d entries: load %.2f", len(s.cur.keys), s.limit, load)
 	}
 }
 
