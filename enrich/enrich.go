@@ -83,6 +83,11 @@ type failTable struct {
 	times []int64          // window w's times: times[w*threshold:][:count[w]]
 	count []int32
 	free  []int32 // windows of dropped keys, for new ones
+	// pruneAt: the number of keys at which keys with no failure within the
+	// window are dropped next (twice what was left by the last pruning, so
+	// its cost per new key is constant): the table holds about what the
+	// window holds, not MaxTracked keys of long-past failures.
+	pruneAt int
 }
 
 func (f *failTable) len() int { return len(f.index) }
@@ -263,8 +268,9 @@ func (e *Enricher) failure(key uint64, at time.Time) bool {
 	f := &e.fails
 	w, ok := f.index[key]
 	if !ok {
-		if len(f.index) >= e.cfg.MaxTracked {
+		if len(f.index) >= min(max(f.pruneAt, minPruneAt), e.cfg.MaxTracked) {
 			e.pruneFails(t)
+			f.pruneAt = 2 * len(f.index)
 		}
 		if k := len(f.free); k > 0 {
 			w, f.free = f.free[k-1], f.free[:k-1]
@@ -292,6 +298,9 @@ func (e *Enricher) failure(key uint64, at time.Time) bool {
 	return c+1 >= n
 }
 
+// minPruneAt is the fewest keys the brute-force table prunes at.
+const minPruneAt = 1024
+
 // pruneFails drops keys with no failure within the window of t; if that is
 // not enough, half of the rest (the table stays bounded under a flood of
 // distinct sources).
@@ -308,7 +317,7 @@ func (e *Enricher) pruneFails(t int64) {
 			drop(k, w)
 		}
 	}
-	if len(f.index) >= e.cfg.MaxTracked {
+	if len(f.index) >= min(max(f.pruneAt, minPruneAt), e.cfg.MaxTracked) {
 		dropped := 0
 		for k, w := range f.index {
 			drop(k, w)

@@ -275,3 +275,23 @@ func BenchmarkEnrichFleet(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
+
+// The brute-force table holds about the keys whose failures are within the
+// window, not every key ever seen up to MaxTracked: failures from 50,000
+// sources, a few a minute with a 5-minute window, leave a few thousand.
+func TestBruteForceTableFollowsTheWindow(t *testing.T) {
+	e, _ := New(Config{})
+	base := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
+	for i := range 50000 {
+		e.Enrich(&auditlogin.Event{Timestamp: base.Add(time.Duration(i) * 200 * time.Millisecond), Type: auditlogin.TypeFailed,
+			MyHost: "db", User: auditlogin.Null, IP: auditlogin.Str(fmt.Sprintf("10.%d.%d.1", i/250, i%250))})
+	}
+	// 5 minutes hold 1,500 failures: pruned at twice what is left, at most
+	// about 3,000 keys plus the 1,024 a table starts pruning at.
+	if n := e.fails.len(); n > 4500 {
+		t.Fatalf("tracking %d keys for 1,500 failures within the window", n)
+	}
+	if n := len(e.fails.count); n > 4500 {
+		t.Fatalf("%d windows allocated", n)
+	}
+}
