@@ -37,9 +37,33 @@ type fileTrack struct {
 	committed int64
 	started   bool
 	dirty     bool
-	base      uint64 // sequence number of spans[0]
-	spans     []span
+	base      uint64 // sequence number of the oldest span in flight
+	// The spans in flight, oldest first: n of them from ring[head], a ring
+	// whose length is a power of two (a slice resliced from its front as
+	// spans were acknowledged reallocated all the time: 50 bytes an event).
+	ring    []span
+	head, n int
 }
+
+// span returns the i-th span in flight.
+func (f *fileTrack) span(i int) *span { return &f.ring[(f.head+i)&(len(f.ring)-1)] }
+
+// push adds a span after the others, growing the ring when it is full.
+func (f *fileTrack) push(sp span) {
+	if f.n == len(f.ring) {
+		ring := make([]span, max(64, 2*len(f.ring)))
+		for i := 0; i < f.n; i++ {
+			ring[i] = *f.span(i)
+		}
+		f.ring, f.head = ring, 0
+	}
+	f.head &= len(f.ring) - 1
+	*f.span(f.n) = sp
+	f.n++
+}
+
+// maxKeptRing is the longest ring kept when nothing is in flight.
+const maxKeptRing = 4096
 
 type span struct {
 	end   int64
@@ -110,7 +134,7 @@ func (t *tracker) add(pos Position, size int) ticket {
 		}
 		t.lastID, t.last = pos.File, f
 	}
-	if !f.started || (len(f.spans) == 0 && pos.Offset != f.committed) {
+	if !f.started || (f.n == 0 && pos.Offset != f.committed) {
 		// First record of this file (or the reader skipped ahead, e.g. a
 		// start at the end): the committed offset starts where reading did.
 		f.committed = pos.Offset
@@ -118,10 +142,10 @@ func (t *tracker) add(pos Position, size int) ticket {
 		f.dirty = true
 	}
 	f.path = pos.Path
-	f.spans = append(f.spans, span{end: pos.End, size: int32(size)})
+	f.push(span{end: pos.End, size: int32(size)})
 	t.inFlight++
 	t.bytes += int64(size)
-	return ticket{f: f, seq: f.base + uint64(len(f.spans)-1)}
+	return ticket{f: f, seq: f.base + uint64(f.n-1)}
 }
 
 // Ack marks records delivered and moves committed offsets over the
@@ -130,20 +154,21 @@ func (t *tracker) Ack(tks []ticket) {
 	t.mu.Lock()
 	for _, tk := range tks {
 		f := tk.f
-		sp := &f.spans[tk.seq-f.base]
+		sp := f.span(int(tk.seq - f.base))
 		sp.acked = true
 		t.bytes -= int64(sp.size)
 		n := 0
-		for n < len(f.spans) && f.spans[n].acked {
+		for n < f.n && f.span(n).acked {
 			n++
 		}
 		if n > 0 {
-			f.committed = f.spans[n-1].end
+			f.committed = f.span(n - 1).end
 			f.dirty = true
-			f.spans = f.spans[n:]
+			f.head = (f.head + n) & (len(f.ring) - 1)
+			f.n -= n
 			f.base += uint64(n)
-			if len(f.spans) == 0 {
-				f.spans = nil // let the backing array go
+			if f.n == 0 && len(f.ring) > maxKeptRing {
+				f.ring, f.head = nil, 0 // let a large ring go
 			}
 		}
 	}
@@ -165,7 +190,7 @@ func (t *tracker) Dirty() map[FileID]Committed {
 			out[id] = Committed{Path: f.path, Offset: f.committed}
 			f.dirty = false
 		}
-		if len(f.spans) == 0 && !f.dirty {
+		if f.n == 0 && !f.dirty {
 			// Nothing in flight and committed is recorded: forget the file;
 			// a later record starts it again from its own offset.
 			delete(t.files, id)
