@@ -28,6 +28,10 @@ type PipelineConfig struct {
 	// Enrich, when set, is called for each event after parsing and
 	// Normalize (id, canonical ip), before the event is encoded.
 	Enrich func(*Event)
+	// Tick, when set, is called every FlushInterval, idle or not, from the
+	// goroutine that calls Enrich (never at the same time): what Enrich
+	// keeps can be looked at there without a lock.
+	Tick func()
 
 	// Keep, when set, is called after Enrich: false drops the event (a
 	// drop_event processor): it is acknowledged, not shipped, and counted
@@ -406,6 +410,9 @@ func (p *Pipeline) parseLoop(ctx context.Context, lines <-chan []Line) {
 		case <-flush.C:
 			if p.cur != nil && (len(p.cur.events) > 0 || len(p.cur.tickets) > 0) {
 				p.dispatch()
+			}
+			if p.cfg.Tick != nil {
+				p.cfg.Tick()
 			}
 		}
 	}

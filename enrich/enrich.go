@@ -21,7 +21,6 @@ import (
 	"os"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/auditlogin/auditlogin"
@@ -48,8 +47,12 @@ type Config struct {
 	MaxSeen   int    // (server, account, source) entries kept, least recently seen dropped first (100000)
 }
 
-// Enricher applies the rules. Enrich is called from one goroutine; Flush may
-// be called from another at any time (the agent does, every few seconds).
+// Enricher applies the rules. Enrich, Snapshot and Flush are called from
+// one goroutine at a time (the agent calls Snapshot from the pipeline's
+// Tick, on Enrich's goroutine, and Flush once the pipeline has stopped): no
+// lock on the hot path (an uncontended mutex per event was two thirds of
+// Enrich's own time, its atomic instructions waiting on the seen-set's
+// cache misses). The write Snapshot returns runs on any goroutine.
 //
 // Both maps are keyed by a 64-bit hash of their key, not by the key string:
 // no string is built per event, and the maps hold no pointers for the
@@ -66,7 +69,6 @@ type Enricher struct {
 	seed  maphash.Seed
 	h     maphash.Hash
 
-	mu        sync.Mutex // guards seen and salt against Flush
 	salt      uint64
 	seen      *seenSet // seenHash(server, account, source) → last seen (unix seconds)
 	seenDirty bool
@@ -251,12 +253,10 @@ func (e *Enricher) Enrich(ev *auditlogin.Event) {
 			account = ev.User.S
 		}
 		key := e.seenHash(ev.MyHost, account, Source(ev))
-		e.mu.Lock()
 		if !e.remember(key, ev.Timestamp.Unix()) {
 			ev.AddTag(TagNewSource)
 		}
 		e.seenDirty = true
-		e.mu.Unlock()
 	}
 }
 
@@ -329,7 +329,7 @@ func (e *Enricher) pruneFails(t int64) {
 }
 
 // remember notes key as seen at last (unix seconds) and reports whether it
-// was seen before; mu is held (or the Enricher is not shared yet).
+// was seen before.
 func (e *Enricher) remember(key uint64, last int64) bool {
 	_, ok := e.seen.swap(key, last)
 	return ok
@@ -351,24 +351,36 @@ type seenFile struct {
 	Seen    []seenEntry `json:"seen,omitempty"`
 }
 
-// Flush writes the seen-set atomically (temp file, fsync, rename).
+// Flush writes the seen-set atomically (temp file, fsync, rename), when it
+// changed since the last write.
 func (e *Enricher) Flush() error {
-	if !e.cfg.NewSource || e.cfg.SeenPath == "" {
-		return nil
+	if w := e.Snapshot(); w != nil {
+		return w()
 	}
-	e.mu.Lock()
-	if !e.seenDirty {
-		e.mu.Unlock()
+	return nil
+}
+
+// Snapshot copies the seen-set when it changed since the last snapshot and
+// returns the function that writes that copy (nil: nothing to write). The
+// copy is made here, on Enrich's goroutine; the write, with its sorting and
+// fsync, can run on another.
+func (e *Enricher) Snapshot() func() error {
+	if !e.cfg.NewSource || e.cfg.SeenPath == "" || !e.seenDirty {
 		return nil
 	}
 	salt, hashes := e.salt, make([][2]uint64, 0, e.seen.len())
 	e.seen.each(func(k uint64, t int64) { hashes = append(hashes, [2]uint64{k, uint64(t)}) })
 	e.seenDirty = false
-	e.mu.Unlock()
+	path := e.cfg.SeenPath
+	return func() error { return writeSeen(path, salt, hashes) }
+}
+
+// writeSeen writes a version 2 seen-sources file, sorted by hash.
+func writeSeen(path string, salt uint64, hashes [][2]uint64) error {
 	slices.SortFunc(hashes, func(a, b [2]uint64) int { return cmp.Compare(a[0], b[0]) })
 	// Written as it is encoded (a seenFile through json.Marshal): 100,000
 	// entries are 4 MB of JSON, which the agent's peak memory would hold.
-	return auditlogin.WriteFileAtomicFunc(e.cfg.SeenPath, 0o640, func(w io.Writer) error {
+	return auditlogin.WriteFileAtomicFunc(path, 0o640, func(w io.Writer) error {
 		bw := bufio.NewWriterSize(w, 32<<10)
 		buf := fmt.Appendf(nil, `{"version":%d,"salt":%d,"hashes":[`, seenVersion, salt)
 		for i, h := range hashes {
@@ -395,7 +407,5 @@ func (e *Enricher) Seen() int {
 	if e.seen == nil {
 		return 0
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	return e.seen.len()
 }

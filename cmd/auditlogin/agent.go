@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -182,6 +183,10 @@ func (p *printDeadLetter) Write(e auditlogin.DeadLetterEntry) error {
 
 func (p *printDeadLetter) Sync() error { return nil }
 
+// seenWriteEvery is how often the seen-sources file is written while the
+// agent runs (a variable for tests).
+var seenWriteEvery = 10 * time.Second
+
 // runAgent wires the tailer, the pipeline and the outputs for cfg and runs
 // them until ctx is cancelled (or, with once, every file is read).
 func runAgent(ctx context.Context, cfg config.Config, o agentOptions) error {
@@ -261,6 +266,7 @@ func runAgent(ctx context.Context, cfg config.Config, o agentOptions) error {
 		fields[k], _ = auditlogin.FieldValue(v) // validated: a scalar
 	}
 	var tagger *enrich.Enricher
+	var tick func() // the pipeline's Tick
 	if cfg.Enrich.Enabled {
 		seenPath := cfg.Enrich.NewSource.Path
 		if o.dryRun {
@@ -274,24 +280,35 @@ func runAgent(ctx context.Context, cfg config.Config, o agentOptions) error {
 			closeAll()
 			return fmt.Errorf("enrich.new_source: %w", err)
 		}
-		// The seen-set is written every 10s (off the per-event path) and at the end.
-		flushDone := make(chan struct{})
+		// The seen-set is copied every 10s on the pipeline's Tick (Enrich's
+		// goroutine: no lock), written by the goroutine below, and written
+		// once more at the end, when the pipeline has stopped.
+		writes := make(chan func() error, 1)
+		writerDone := make(chan struct{})
+		var writing atomic.Bool // a copy is being written
 		go func() {
-			tick := time.NewTicker(10 * time.Second)
-			defer tick.Stop()
-			for {
-				select {
-				case <-flushDone:
-					return
-				case <-tick.C:
-					if err := tagger.Flush(); err != nil {
-						log.Error("writing the seen-sources file", "err", err)
-					}
+			defer close(writerDone)
+			for w := range writes {
+				if err := w(); err != nil {
+					log.Error("writing the seen-sources file", "err", err)
 				}
+				writing.Store(false)
 			}
 		}()
+		lastSeenWrite := time.Now()
+		tick = func() {
+			if time.Since(lastSeenWrite) < seenWriteEvery || writing.Load() {
+				return // not yet, or the last write is still going: a later tick
+			}
+			lastSeenWrite = time.Now()
+			if w := tagger.Snapshot(); w != nil {
+				writing.Store(true)
+				writes <- w // the writer is idle: never blocks
+			}
+		}
 		defer func() {
-			close(flushDone)
+			close(writes)
+			<-writerDone
 			if err := tagger.Flush(); err != nil {
 				log.Error("writing the seen-sources file", "err", err)
 			}
@@ -358,7 +375,7 @@ func runAgent(ctx context.Context, cfg config.Config, o agentOptions) error {
 	pipe, err := auditlogin.NewPipeline(auditlogin.PipelineConfig{
 		Recycle: tl.Recycle,
 		Schema:  schema,
-		Outputs: outs, Checkpoint: checkpoint, DeadLetter: dl, Logger: log, Enrich: enrichEvent, OnBatch: onBatch, Spools: spools, Keep: keep,
+		Outputs: outs, Checkpoint: checkpoint, DeadLetter: dl, Logger: log, Enrich: enrichEvent, Tick: tick, OnBatch: onBatch, Spools: spools, Keep: keep,
 		BatchSize: cfg.Pipeline.BatchSize, FlushInterval: flushInterval(cfg),
 		MaxInFlight: cfg.Pipeline.MaxInFlight, MaxInFlightBytes: int64(cfg.Pipeline.MaxInFlightBytes),
 		CommitInterval:  cfg.Registry.FlushInterval,
