@@ -349,6 +349,14 @@ func (o *Output) Write(ctx context.Context, batch []*auditlogin.Event) error {
 	open := map[tp]*request{}
 	var reqs []*request
 	limit, maxCount := int(o.batchBytes.Load()), o.cfg.BatchSize
+	// The topic's partitions and open requests are looked up once per topic
+	// run, not per event (a lock, a map lookup and a clock read each).
+	var (
+		lastTopic string
+		lastParts []int
+		lastErr   error
+		lastOpen  []*request // by partition, for lastTopic
+	)
 	for i, ev := range batch {
 		n := o.messageSize(ev)
 		if n > o.cfg.MaxMessageBytes || n > limit {
@@ -359,17 +367,29 @@ func (o *Output) Write(ctx context.Context, batch []*auditlogin.Event) error {
 		if o.templated || ev.Route.Topic != "" {
 			topic = o.topic(ev)
 		}
-		parts, err := o.partitionsOf(ctx, topic)
-		if err != nil {
-			fail([]int{i}, fmt.Errorf("producing to kafka: %w", err))
+		if lastOpen == nil || topic != lastTopic {
+			for p, r := range lastOpen { // what the last topic has open stays open
+				if r != nil {
+					open[tp{lastTopic, p}] = r
+				}
+			}
+			lastTopic = topic
+			lastParts, lastErr = o.partitionsOf(ctx, topic)
+			lastOpen = make([]*request, len(lastParts))
+			for p := range lastOpen {
+				lastOpen[p] = open[tp{topic, p}]
+			}
+		}
+		if lastErr != nil {
+			fail([]int{i}, fmt.Errorf("producing to kafka: %w", lastErr))
 			continue
 		}
 		key, _ := ev.Field(o.cfg.Key)
-		k := tp{topic, balancer.Balance(kafkago.Message{Key: bytesOf(key)}, parts...)}
-		r := open[k]
+		k := tp{topic, balancer.Balance(kafkago.Message{Key: bytesOf(key)}, lastParts...)}
+		r := lastOpen[k.partition]
 		if r == nil || len(r.index) >= maxCount || r.bytes+n > limit {
 			r = &request{topic: k.topic, partition: k.partition}
-			open[k] = r
+			lastOpen[k.partition] = r
 			reqs = append(reqs, r)
 		}
 		r.index = append(r.index, i)
