@@ -118,11 +118,13 @@ func (t *tracker) Track(ctx context.Context, pos Position, size int) (ticket, bo
 // TryTrack is Track that never blocks: false means the tracker is full.
 func (t *tracker) TryTrack(pos Position, size int) (ticket, bool) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	if t.isFull() {
+		t.mu.Unlock()
 		return ticket{}, false
 	}
-	return t.add(pos, size), true
+	tk := t.add(pos, size) // cannot panic: no defer (it ran once per event)
+	t.mu.Unlock()
+	return tk, true
 }
 
 func (t *tracker) add(pos Position, size int) ticket {
