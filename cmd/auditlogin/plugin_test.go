@@ -45,6 +45,15 @@ func installPlugin(t *testing.T, _ *sql.DB) {
 		t.Skipf("cannot write the plugin into %s (run as root): %v", pluginDir, err)
 	}
 	db.ExecContext(ctx, "UNINSTALL SONAME 'auditlogin_e2e'")
+	// A server that crashed with the test's plugin loaded keeps it
+	// registered (mysql.plugin) without loading it: INSTALL would fail with
+	// a duplicate entry. Only the test's own registration is removed.
+	var stale int
+	db.QueryRowContext(ctx, "SELECT COUNT(*) FROM mysql.plugin WHERE dl = 'auditlogin_e2e.so'").Scan(&stale)
+	if stale > 0 {
+		t.Logf("removing the test plugin's registration left by an earlier run (the server stopped with it loaded)")
+		db.ExecContext(ctx, "DELETE FROM mysql.plugin WHERE dl = 'auditlogin_e2e.so'")
+	}
 	if _, err := db.ExecContext(ctx, "INSTALL SONAME 'auditlogin_e2e'"); err != nil {
 		os.Remove(target)
 		t.Fatalf("install: %v", err)
