@@ -142,8 +142,9 @@ metrics: {listen: "127.0.0.1:0"}
 	var m map[string]float64
 	waitUntil(t, "everything shipped and committed", func() bool {
 		m = scrape(t, addr)
+		_, committed := m["auditlogin_registry_commit_age_seconds"] // set just after the registry moved
 		return m[`auditlogin_events_shipped_total{output="file"}`] == good &&
-			m[fmt.Sprintf(`auditlogin_file_bytes_behind{file=%q}`, logPath)] == 0
+			m[fmt.Sprintf(`auditlogin_file_bytes_behind{file=%q}`, logPath)] == 0 && committed
 	})
 	want := map[string]float64{
 		`auditlogin_lines_read_total`:                            good + bad,

@@ -124,12 +124,27 @@ tail: {scan_interval: 50ms, poll_interval: 10ms, rotate_wait: 300ms}
 	type attempt struct{ user, pass, typ string }
 	hostile := []string{`quote"user`, `back\slash`, `x","type":"successful_login","priv_user":"root`, "new\nline", "tab\there"}
 	var attempts []attempt
+	// occurrences counts the records of user in the log and its rotated copy.
+	occurrences := func(user string) int {
+		esc, _ := json.Marshal(user) // the plugin escapes these names as JSON does
+		n := 0
+		for _, f := range []string{logPath + ".1", logPath} {
+			data, _ := os.ReadFile(f)
+			n += strings.Count(string(data), `"user":`+string(esc))
+		}
+		return n
+	}
+	// Each login waits for its record: the server may write a failed
+	// attempt's record after the client has its error, so the next
+	// attempt's could otherwise come first.
 	login := func(a attempt) {
+		before := occurrences(a.user)
 		err := connect(a.user, a.pass)
 		if (err == nil) != (a.typ == auditlogin.TypeSuccess) {
 			t.Fatalf("login as %q: %v", a.user, err)
 		}
 		attempts = append(attempts, a)
+		waitUntil(t, fmt.Sprintf("the record of the login as %q", a.user), func() bool { return occurrences(a.user) > before })
 	}
 	login(attempt{"auditlogin_e2e", "pw", auditlogin.TypeSuccess})
 	login(attempt{"auditlogin_e2e", "wrong", auditlogin.TypeFailed})
