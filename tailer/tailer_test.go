@@ -929,16 +929,30 @@ func TestFileRotatedAwayBetweenScansIsRead(t *testing.T) {
 	appendTo(t, p, text(seq("a", 0, 5)))
 	h.start()
 	h.waitFor(seq("a", 0, 5))
+	rotateTwice(t, p) // b000-b003 live a moment at a.log, rotated away before a scan comes
+	h.waitForAllOnce(p, cat(seq("a", 0, 5), seq("b", 0, 4), seq("c", 0, 3)))
+}
+
+// rotateTwice renames p to p.1, writes b000-b003 to a new p, renames that
+// away too (p.1 to p.2, p to p.1), and writes c000-c002 to a new p: the file
+// in between is never at p for long.
+func rotateTwice(t *testing.T, p string) {
+	t.Helper()
 	os.Rename(p, p+".1")
-	appendTo(t, p, text(seq("b", 0, 4))) // lives a moment at a.log...
+	appendTo(t, p, text(seq("b", 0, 4)))
 	os.Rename(p+".1", p+".2")
-	os.Rename(p, p+".1") // ...and is rotated away before a scan comes
+	os.Rename(p, p+".1")
 	appendTo(t, p, text(seq("c", 0, 3)))
-	want := cat(seq("a", 0, 5), seq("b", 0, 4), seq("c", 0, 3))
+}
+
+// waitForAllOnce waits for want, for p committed to its end, and checks that
+// a restart then reads nothing again.
+func (h *harness) waitForAllOnce(p string, want []string) {
+	h.t.Helper()
 	h.waitFor(want)
-	h.waitCommitted(p, size(t, p))
+	h.waitCommitted(p, size(h.t, p))
 	h.stop()
-	h.start() // and nothing again
+	h.start()
 	h.waitFor(want)
 }
 
@@ -956,11 +970,7 @@ func TestUnseenFileIsFoundAfterItsPredecessorIsDeleted(t *testing.T) {
 	h.waitCommitted(p, size(t, p))
 	first := h.idOf(p)
 	h.stop()
-	os.Rename(p, p+".1")
-	appendTo(t, p, text(seq("b", 0, 4)))
-	os.Rename(p+".1", p+".2")
-	os.Rename(p, p+".1")
-	appendTo(t, p, text(seq("c", 0, 3)))
+	rotateTwice(t, p)
 	os.Remove(p + ".2")
 	reg, err := OpenRegistry(h.reg.Path(), 0)
 	if err != nil {
@@ -975,12 +985,7 @@ func TestUnseenFileIsFoundAfterItsPredecessorIsDeleted(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.start()
-	want := cat(seq("a", 0, 5), seq("b", 0, 4), seq("c", 0, 3))
-	h.waitFor(want)
-	h.waitCommitted(p, size(t, p))
-	h.stop()
-	h.start() // and nothing again
-	h.waitFor(want)
+	h.waitForAllOnce(p, cat(seq("a", 0, 5), seq("b", 0, 4), seq("c", 0, 3)))
 }
 
 // A compressed rotated file (logrotate's compress) beside the path is not
