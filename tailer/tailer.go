@@ -592,20 +592,21 @@ func (t *Tailer) recoverUnseen(ctx context.Context, in *Input, livePath string, 
 // file modification times, which the kernel takes from a coarse clock.
 const unseenSlack = 2 * time.Second
 
+// seenAt and setSeen keep a path's seen time in the registry (or in memory
+// when there is none).
 func (t *Tailer) seenAt(path string) (time.Time, bool) {
-	if ts, ok := t.seen[path]; ok {
-		return ts, true
-	}
 	if t.cfg.Registry != nil {
 		return t.cfg.Registry.Seen(path)
 	}
-	return time.Time{}, false
+	ts, ok := t.seen[path]
+	return ts, ok
 }
 
 func (t *Tailer) setSeen(path string, ts time.Time) {
-	t.seen[path] = ts
 	if t.cfg.Registry != nil {
 		t.cfg.Registry.SetSeen(path, ts)
+	} else {
+		t.seen[path] = ts
 	}
 }
 
