@@ -286,7 +286,9 @@ const memoryLimitBase = 16 << 20
 // max_in_flight × 1 KiB, an event's heap size with its encoding, and
 // max_in_flight_bytes: what is in flight plus what was just released),
 // the new-source set (about 24 bytes an entry) and the brute-force table
-// (its bound of 100,000 keys at 32 bytes). It is a soft limit: a heap
+// (3.2 MB: it holds about the keys its window holds, 64 bytes each with
+// the default threshold; a flood of 50,000 sources failing within the
+// window fills it). It is a soft limit: a heap
 // above it only makes the collector run more often (Go caps that at half
 // the CPU), never fails an allocation.
 func (c *Config) EffectiveMemoryLimit() int64 {
