@@ -88,7 +88,7 @@ func (b *recordBatch) record(i int, buf []byte, fn func(head, value, tail []byte
 	buf = binary.AppendVarint(buf, int64(i))
 	buf = appendVarBytes(buf, key)
 	buf = binary.AppendVarint(buf, int64(len(value)))
-	rest := len(buf) - tail + len(value) + tail
+	rest := len(buf) + len(value) // the record after its length: buf[tail:], the value, buf[:tail]
 	head := len(buf)
 	buf = binary.AppendVarint(buf, int64(rest))
 	buf = append(buf, buf[tail:head]...)
