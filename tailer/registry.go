@@ -278,6 +278,20 @@ func (r *Registry) prune(now time.Time) {
 		}
 		delete(r.entries, id)
 	}
+	// A path no entry names any more (its files gone for cleanAfter, such
+	// as a dated name) keeps no seen time either.
+	if len(r.seen) == 0 {
+		return
+	}
+	named := make(map[string]bool, len(r.entries))
+	for _, e := range r.entries {
+		named[e.Path] = true
+	}
+	for path := range r.seen {
+		if !named[path] {
+			delete(r.seen, path)
+		}
+	}
 }
 
 // stillThere reports whether e's file is still at its path with its content.

@@ -1004,3 +1004,45 @@ func TestCompressedRotatedFileIsNotRead(t *testing.T) {
 	h.start()
 	h.waitFor(cat(seq("a", 0, 2), seq("c", 0, 3)))
 }
+
+// A path's seen time goes with the last registry entry that names the path
+// (pruned cleanAfter after its file went): dated names do not pile up.
+func TestSeenTimesArePrunedWithTheirEntries(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "a.log")
+	appendTo(t, p, "x\n")
+	reg, err := OpenRegistry(filepath.Join(dir, "registry.json"), time.Nanosecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := os.Open(p)
+	id, _, _, _ := identify(f, DefaultFingerprintSize)
+	f.Close()
+	reg.Register(id, p, 0)
+	now := time.Now()
+	reg.SetSeen(p, now)
+	reg.SetSeen(filepath.Join(dir, "gone.log"), now)
+	if err := reg.Commit(map[auditlogin.FileID]auditlogin.Committed{id: {Path: p, Offset: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := reg.Seen(filepath.Join(dir, "gone.log")); ok {
+		t.Fatal("the seen time of a path no entry names was kept")
+	}
+	if _, ok := reg.Seen(p); !ok {
+		t.Fatal("the seen time of a followed file's path was dropped")
+	}
+	os.Remove(p)
+	if err := reg.Commit(nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := reg.Seen(p); ok {
+		t.Fatal("the seen time outlived the path's last entry")
+	}
+	again, err := OpenRegistry(filepath.Join(dir, "registry.json"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := again.Seen(p); ok {
+		t.Fatal("the written registry still holds the seen time")
+	}
+}
