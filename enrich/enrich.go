@@ -78,8 +78,8 @@ type Enricher struct {
 // source|user)), the times (unix nanoseconds) of its last failures, oldest
 // first, at most threshold of them: the key maps to a window, threshold
 // slots of one slice. Nothing in it is a pointer: the garbage collector
-// never scans it (a *window and a slice per key made the collector's
-// scanning a third of brute-force detection's cost).
+// never scans it (it was a *window and a slice per key: two objects a key
+// to allocate and scan).
 type failTable struct {
 	index map[uint64]int32 // key → window
 	times []int64          // window w's times: times[w*threshold:][:count[w]]
