@@ -57,7 +57,6 @@ func (f *fileTrack) push(sp span) {
 		}
 		f.ring, f.head = ring, 0
 	}
-	f.head &= len(f.ring) - 1
 	*f.span(f.n) = sp
 	f.n++
 }
@@ -122,7 +121,7 @@ func (t *tracker) TryTrack(pos Position, size int) (ticket, bool) {
 		t.mu.Unlock()
 		return ticket{}, false
 	}
-	tk := t.add(pos, size) // cannot panic: no defer (it ran once per event)
+	tk := t.add(pos, size) // unlocked without a defer: this runs once per event
 	t.mu.Unlock()
 	return tk, true
 }
