@@ -182,11 +182,12 @@ func complete(b []byte) bool {
 	if !bytes.HasSuffix(b, bEnd) {
 		return false
 	}
-	i := bytes.LastIndex(b, bIP)
+	end := len(b) - len(bEnd)
+	i := bytes.LastIndex(b[:end], bIP) // before the end: `","ip":"}` shares its quote with it
 	if i < 0 {
 		return false
 	}
-	ip := b[i+len(bIP) : len(b)-len(bEnd)]
+	ip := b[i+len(bIP) : end]
 	return len(ip) <= 64 && bytes.IndexByte(ip, '"') < 0
 }
 
