@@ -1,7 +1,9 @@
 // Command estest runs the Elasticsearch-API test server (outputs/elasticsearch/estest)
 // on 127.0.0.1 for benchmarks: it prints its URL and runs until interrupted.
 // With -refuse P it answers 429 for a share P of bulk items, at random, as a
-// cluster under pressure does.
+// cluster under pressure does; with -down-for D it answers every request
+// with 503 (a cluster block) for D after it starts, as a cluster that is
+// down does.
 package main
 
 import (
@@ -11,15 +13,28 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/auditlogin/auditlogin/outputs/elasticsearch/estest"
 )
 
 func main() {
 	refuse := flag.Float64("refuse", 0, "share of bulk items refused with 429 (0-1)")
+	downFor := flag.Duration("down-for", 0, "answer 503 to everything for this long after starting")
 	flag.Parse()
 	s := estest.New()
 	defer s.Close()
+	if *downFor > 0 {
+		s.Lock()
+		s.Down = true
+		s.Unlock()
+		time.AfterFunc(*downFor, func() {
+			s.Lock()
+			s.Down = false
+			s.Unlock()
+			fmt.Fprintf(os.Stderr, "estest: up at %s\n", time.Now().UTC().Format(time.RFC3339Nano))
+		})
+	}
 	if *refuse > 0 {
 		p := *refuse
 		s.Lock()
