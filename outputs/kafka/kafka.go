@@ -37,6 +37,8 @@ import (
 	"github.com/segmentio/kafka-go/compress"
 	"github.com/segmentio/kafka-go/protocol"
 	metadataapi "github.com/segmentio/kafka-go/protocol/metadata"
+	produceapi "github.com/segmentio/kafka-go/protocol/produce"
+	"github.com/segmentio/kafka-go/protocol/rawproduce"
 	"github.com/segmentio/kafka-go/sasl"
 	"github.com/segmentio/kafka-go/sasl/plain"
 	"github.com/segmentio/kafka-go/sasl/scram"
@@ -163,6 +165,7 @@ type Output struct {
 
 type partitions struct {
 	list    []int
+	leaders []int32 // the leader broker of each partition
 	fetched time.Time
 }
 
@@ -279,37 +282,42 @@ var balancer = &kafkago.Murmur2Balancer{}
 
 // partitionsOf returns the partitions of topic, from the cache or the
 // cluster's metadata (which may create the topic, if allowed).
-func (o *Output) partitionsOf(ctx context.Context, topic string) ([]int, error) {
+func (o *Output) partitionsOf(ctx context.Context, topic string) (partitions, error) {
 	o.mu.Lock()
 	p, ok := o.parts[topic]
 	o.mu.Unlock()
 	if ok && time.Since(p.fetched) < partitionsTTL {
-		return p.list, nil
+		return p, nil
 	}
 	r, err := o.transport.RoundTrip(ctx, o.addr, &metadataapi.Request{TopicNames: []string{topic}, AllowAutoTopicCreation: o.cfg.AutoCreateTopic})
 	if err != nil {
-		return nil, fmt.Errorf("fetching the partitions of topic %s: %w", topic, err)
+		return partitions{}, fmt.Errorf("fetching the partitions of topic %s: %w", topic, err)
 	}
 	for _, t := range r.(*metadataapi.Response).Topics {
 		if t.Name != topic {
 			continue
 		}
 		if t.ErrorCode != 0 {
-			return nil, fmt.Errorf("topic %s: %w", topic, kafkago.Error(t.ErrorCode))
+			return partitions{}, fmt.Errorf("topic %s: %w", topic, kafkago.Error(t.ErrorCode))
 		}
 		if len(t.Partitions) == 0 {
-			return nil, fmt.Errorf("topic %s has no partitions yet", topic)
+			return partitions{}, fmt.Errorf("topic %s has no partitions yet", topic)
 		}
-		list := make([]int, len(t.Partitions))
-		for i := range list {
-			list[i] = i
+		p := partitions{list: make([]int, len(t.Partitions)), leaders: make([]int32, len(t.Partitions)), fetched: time.Now()}
+		for i := range p.list {
+			p.list[i], p.leaders[i] = i, -1
+		}
+		for _, mp := range t.Partitions {
+			if mp.PartitionIndex >= 0 && int(mp.PartitionIndex) < len(p.leaders) {
+				p.leaders[mp.PartitionIndex] = mp.LeaderID
+			}
 		}
 		o.mu.Lock()
-		o.parts[topic] = partitions{list: list, fetched: time.Now()}
+		o.parts[topic] = p
 		o.mu.Unlock()
-		return list, nil
+		return p, nil
 	}
-	return nil, fmt.Errorf("topic %s: %w", topic, kafkago.UnknownTopicOrPartition)
+	return partitions{}, fmt.Errorf("topic %s: %w", topic, kafkago.UnknownTopicOrPartition)
 }
 
 func (o *Output) forget(topic string) {
@@ -322,6 +330,7 @@ func (o *Output) forget(topic string) {
 type request struct {
 	topic     string
 	partition int
+	leader    int32 // the partition's leader when the batch was grouped
 	index     []int // into the batch
 	bytes     int
 }
@@ -354,7 +363,7 @@ func (o *Output) Write(ctx context.Context, batch []*auditlogin.Event) error {
 	// run, not per event (a lock, a map lookup and a clock read each).
 	var (
 		lastTopic string
-		lastParts []int
+		lastParts partitions
 		lastErr   error
 		lastOpen  []*request // by partition, for lastTopic
 	)
@@ -376,7 +385,7 @@ func (o *Output) Write(ctx context.Context, batch []*auditlogin.Event) error {
 			}
 			lastTopic = topic
 			lastParts, lastErr = o.partitionsOf(ctx, topic)
-			lastOpen = make([]*request, len(lastParts))
+			lastOpen = make([]*request, len(lastParts.list))
 			for p := range lastOpen {
 				lastOpen[p] = open[tp{topic, p}]
 			}
@@ -386,10 +395,10 @@ func (o *Output) Write(ctx context.Context, batch []*auditlogin.Event) error {
 			continue
 		}
 		key, _ := ev.Field(o.cfg.Key)
-		k := tp{topic, balancer.Balance(kafkago.Message{Key: bytesOf(key)}, lastParts...)}
+		k := tp{topic, balancer.Balance(kafkago.Message{Key: bytesOf(key)}, lastParts.list...)}
 		r := lastOpen[k.partition]
 		if r == nil || len(r.index) >= maxCount || r.bytes+n > limit {
-			r = &request{topic: k.topic, partition: k.partition}
+			r = &request{topic: k.topic, partition: k.partition, leader: lastParts.leaders[k.partition]}
 			lastOpen[k.partition] = r
 			reqs = append(reqs, r)
 		}
@@ -401,13 +410,17 @@ func (o *Output) Write(ctx context.Context, batch []*auditlogin.Event) error {
 			return failed[0].Err // the whole batch: nothing reached a broker
 		}
 	}
+	sends := groupByLeader(reqs)
 	var wg sync.WaitGroup
-	for _, r := range reqs {
+	for _, s := range sends[1:] {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			o.produce(ctx, batch, r.topic, r.partition, r.index, fail)
+			o.send(ctx, batch, s, fail)
 		}()
+	}
+	if len(sends) > 0 {
+		o.send(ctx, batch, sends[0], fail)
 	}
 	wg.Wait()
 	if len(failed) > 0 {
@@ -416,18 +429,141 @@ func (o *Output) Write(ctx context.Context, batch []*auditlogin.Event) error {
 	return nil
 }
 
-// produce sends the events batch[idx] to one partition in one request, and
-// reports those that failed. A request refused as too large is split in two.
-func (o *Output) produce(ctx context.Context, batch []*auditlogin.Event, topic string, partition int, idx []int, fail func([]int, error)) {
+// groupByLeader puts the requests for partitions with the same leader
+// into one produce request each (a partition at most once in each): one
+// round trip per broker for a batch, not one per partition (a third of the
+// requests, reads and writes on both sides with three partitions).
+func groupByLeader(reqs []*request) [][]*request {
+	if len(reqs) <= 1 {
+		return [][]*request{reqs}
+	}
+	type tp struct {
+		topic     string
+		partition int
+	}
+	var sends [][]*request
+	var keys []map[tp]bool
+	for _, r := range reqs {
+		k := tp{r.topic, r.partition}
+		i := 0
+		for ; i < len(sends); i++ {
+			if sends[i][0].leader == r.leader && r.leader >= 0 && !keys[i][k] {
+				break
+			}
+		}
+		if i == len(sends) {
+			sends, keys = append(sends, nil), append(keys, map[tp]bool{})
+		}
+		sends[i], keys[i][k] = append(sends[i], r), true
+	}
+	return sends
+}
+
+func (o *Output) recordSet(batch []*auditlogin.Event, idx []int) protocol.RawRecordSet {
 	rb := &recordBatch{batch: batch, idx: idx, key: o.cfg.Key, hostname: o.cfg.AgentHostname, ts: time.Now().UnixMilli()}
 	if o.codec != 0 {
 		rb.codec = o.codec.Codec()
 	}
+	return protocol.RawRecordSet{Reader: rb}
+}
+
+// send sends reqs (partitions with one leader) in one produce request and
+// settles each partition's events by its answer. When the client's view of
+// the leaders differs from the one the requests were grouped by, each
+// partition goes on its own.
+func (o *Output) send(ctx context.Context, batch []*auditlogin.Event, reqs []*request, fail func([]int, error)) {
+	if len(reqs) == 1 {
+		o.produce(ctx, batch, reqs[0].topic, reqs[0].partition, reqs[0].index, fail)
+		return
+	}
+	msg := &rawproduce.Request{Acks: int16(o.acks)}
+	for _, r := range reqs {
+		rp := rawproduce.RequestPartition{Partition: int32(r.partition), RecordSet: o.recordSet(batch, r.index)}
+		if n := len(msg.Topics); n > 0 && msg.Topics[n-1].Topic == r.topic {
+			msg.Topics[n-1].Partitions = append(msg.Topics[n-1].Partitions, rp)
+		} else {
+			msg.Topics = append(msg.Topics, rawproduce.RequestTopic{Topic: r.topic, Partitions: []rawproduce.RequestPartition{rp}})
+		}
+	}
+	res, err := o.roundTrip(ctx, msg)
+	var re *rawproduce.Error
+	if errors.As(err, &re) { // no leader known, or another one: one request per partition
+		var wg sync.WaitGroup
+		for _, r := range reqs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				o.produce(ctx, batch, r.topic, r.partition, r.index, fail)
+			}()
+		}
+		wg.Wait()
+		return
+	}
+	resp, _ := res.(*produceapi.Response)
+	for _, r := range reqs {
+		perr := err
+		if perr == nil && o.acks != kafkago.RequireNone {
+			perr = fmt.Errorf("the broker's answer has no partition %d of topic %s", r.partition, r.topic)
+			if resp != nil {
+				perr = partitionError(resp, r.topic, r.partition, perr)
+			}
+		}
+		o.settle(ctx, batch, r.topic, r.partition, r.index, perr, fail)
+	}
+}
+
+// partitionError is the error the broker gave for a partition in resp,
+// nil for none, or missing when resp does not name it.
+func partitionError(resp *produceapi.Response, topic string, partition int, missing error) error {
+	for _, t := range resp.Topics {
+		if t.Topic != topic {
+			continue
+		}
+		for _, p := range t.Partitions {
+			if int(p.Partition) != partition {
+				continue
+			}
+			if p.ErrorCode == 0 {
+				return nil
+			}
+			if p.ErrorMessage != "" {
+				return fmt.Errorf("%w: %s", kafkago.Error(p.ErrorCode), p.ErrorMessage)
+			}
+			return kafkago.Error(p.ErrorCode)
+		}
+	}
+	return missing
+}
+
+// roundTrip sends msg through the client's transport with the client's
+// timeout, as kafka-go's Client does for one partition (the broker is told
+// half of it, to answer in time).
+func (o *Output) roundTrip(ctx context.Context, msg *rawproduce.Request) (protocol.Message, error) {
+	timeout := o.cfg.Timeout
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < timeout {
+		timeout = time.Until(d)
+	}
+	msg.Timeout = int32(max(timeout/2, time.Millisecond) / time.Millisecond)
+	ctx, cancel := context.WithTimeout(ctx, o.cfg.Timeout)
+	defer cancel()
+	return o.transport.RoundTrip(ctx, o.addr, msg)
+}
+
+// produce sends the events batch[idx] to one partition in one request, and
+// reports those that failed. A request refused as too large is split in two.
+func (o *Output) produce(ctx context.Context, batch []*auditlogin.Event, topic string, partition int, idx []int, fail func([]int, error)) {
 	res, err := o.client.RawProduce(ctx, &kafkago.RawProduceRequest{Topic: topic, Partition: partition,
-		RequiredAcks: o.acks, RawRecords: protocol.RawRecordSet{Reader: rb}})
+		RequiredAcks: o.acks, RawRecords: o.recordSet(batch, idx)})
 	if err == nil && res != nil {
 		err = res.Error
 	}
+	o.settle(ctx, batch, topic, partition, idx, err, fail)
+}
+
+// settle reports the outcome of producing batch[idx] to a partition: nothing
+// on success; a request refused as too large is split in two and sent
+// again; other errors fail the events (retried by the pipeline).
+func (o *Output) settle(ctx context.Context, batch []*auditlogin.Event, topic string, partition int, idx []int, err error, fail func([]int, error)) {
 	switch {
 	case err == nil:
 		return

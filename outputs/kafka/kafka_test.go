@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/big"
 	"net"
@@ -24,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	kafkago "github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -496,3 +498,100 @@ func captureLog() (*slog.Logger, func() string) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// A batch spread over the partitions of one broker goes in one produce
+// request (a partition each); with several brokers, one request per leader.
+func TestOneProduceRequestPerLeader(t *testing.T) {
+	for _, brokers := range []int{1, 3} {
+		t.Run(fmt.Sprintf("%d brokers", brokers), func(t *testing.T) {
+			c := newCluster(t, kfake.NumBrokers(brokers))
+			for p := range int32(3) { // partition p led by broker p % brokers
+				if err := c.MoveTopicPartition(topic, p, p%int32(brokers)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var requests, partitions atomic.Int64
+			c.ControlKey(0, func(req kmsg.Request) (kmsg.Response, error, bool) { // 0: Produce
+				c.KeepControl()
+				requests.Add(1)
+				for _, t := range req.(*kmsg.ProduceRequest).Topics {
+					partitions.Add(int64(len(t.Partitions)))
+				}
+				return nil, nil, false
+			})
+			o := newOutput(t, Config{Brokers: c.ListenAddrs(), Topic: topic})
+			defer o.Close()
+			evs := outputtest.Events(300, "one")
+			if err := o.Write(context.Background(), evs); err != nil {
+				t.Fatal(err)
+			}
+			if recs := consume(t, c.ListenAddrs(), topic, len(evs)); len(recs) != len(evs) {
+				t.Fatalf("%d delivered, want %d", len(recs), len(evs))
+			}
+			if requests.Load() != int64(brokers) || partitions.Load() != 3 {
+				t.Errorf("%d produce requests holding %d partitions, want %d holding 3", requests.Load(), partitions.Load(), brokers)
+			}
+		})
+	}
+}
+
+// In a request of several partitions, the one the broker refuses fails
+// alone: its events are reported (and go again), the others are delivered
+// once.
+func TestOnePartitionRefusedInARequest(t *testing.T) {
+	c := newCluster(t)
+	var broken atomic.Bool
+	c.ControlKey(0, func(req kmsg.Request) (kmsg.Response, error, bool) { // 0: Produce
+		c.KeepControl()
+		for _, t := range req.(*kmsg.ProduceRequest).Topics {
+			for i, p := range t.Partitions {
+				if p.Partition == 1 && len(t.Partitions) > 1 && broken.CompareAndSwap(false, true) {
+					recs := append([]byte(nil), p.Records...)
+					recs[18] ^= 0xff // the record batch's crc: the broker answers CORRUPT_MESSAGE for this partition
+					t.Partitions[i].Records = recs
+				}
+			}
+		}
+		return nil, nil, false
+	})
+	o := newOutput(t, Config{Brokers: c.ListenAddrs(), Topic: topic})
+	defer o.Close()
+	evs := outputtest.Events(300, "refused")
+	onOne := map[int]bool{}
+	for i, ev := range evs {
+		if balancer.Balance(kafkago.Message{Key: []byte(ev.ID)}, 0, 1, 2) == 1 {
+			onOne[i] = true
+		}
+	}
+	err := o.Write(context.Background(), evs)
+	var pe *auditlogin.PartialError
+	if !errors.As(err, &pe) {
+		t.Fatalf("write: %v, want a partial error", err)
+	}
+	if !broken.Load() {
+		t.Fatal("no request held partition 1 beside another")
+	}
+	var again []*auditlogin.Event
+	for _, f := range pe.Failed {
+		if !onOne[f.Index] || errors.Is(f.Err, auditlogin.ErrPermanent) {
+			t.Fatalf("event %d failed (%v): only partition 1's events should, and not permanently", f.Index, f.Err)
+		}
+		again = append(again, evs[f.Index])
+	}
+	if len(again) != len(onOne) {
+		t.Fatalf("%d events failed, want partition 1's %d", len(again), len(onOne))
+	}
+	if err := o.Write(context.Background(), again); err != nil {
+		t.Fatalf("writing partition 1's events again: %v", err)
+	}
+	recs := consume(t, c.ListenAddrs(), topic, len(evs))
+	seen := map[string]int{}
+	for _, r := range recs {
+		seen[string(r.Key)]++
+	}
+	for _, ev := range evs {
+		if seen[ev.ID] != 1 {
+			t.Errorf("event %s delivered %d times, want once", ev.ID, seen[ev.ID])
+		}
+	}
+}
