@@ -1,6 +1,7 @@
 package enrich
 
 import (
+	"maps"
 	"math/rand/v2"
 	"testing"
 )
@@ -111,5 +112,23 @@ func TestSeenSetKeepsTheRecentlySeen(t *testing.T) {
 				t.Fatalf("bound %d step %d: %d entries, fewer than half the bound", bound, i, s.len())
 			}
 		}
+	}
+}
+
+// Times are kept to the second from 1970 to 2106, clamped outside.
+func TestSeenSetKeepsTimes(t *testing.T) {
+	s := newSeenSet(10)
+	want := map[uint64]int64{1: 0, 2: 1_764_000_000, 3: 1<<32 - 1, 4: 0, 5: 1<<32 - 1}
+	for k, v := range map[uint64]int64{1: 0, 2: 1_764_000_000, 3: 1<<32 - 1, 4: -5, 5: 1 << 40} {
+		s.swap(k, v)
+	}
+	if prev, ok := s.swap(2, 1_764_000_001); !ok || prev != 1_764_000_000 {
+		t.Errorf("swap of a known key gave %d, %v; want its time 1764000000", prev, ok)
+	}
+	want[2] = 1_764_000_001
+	got := map[uint64]int64{}
+	s.each(func(k uint64, v int64) { got[k] = v })
+	if !maps.Equal(got, want) {
+		t.Errorf("kept %v, want %v", got, want)
 	}
 }
