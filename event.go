@@ -89,6 +89,7 @@ type Event struct {
 	// kept with it from one use to the next (Encoded is a view of it).
 	pooled bool
 	buf    []byte
+	tags   [2]string // Tags' storage while it holds at most two (no allocation per tagged event)
 }
 
 // eventPool holds events that the pipeline has finished with, for NewEvent.
@@ -107,13 +108,16 @@ const maxPooledBuf = 4 << 10
 // not keep an event, or its Encoded bytes, after Write returns. Events made
 // otherwise (&Event{}) are never reused.
 func NewEvent() *Event {
-	return eventPool.Get().(*Event)
+	e := eventPool.Get().(*Event)
+	e.Tags = e.tags[:0:len(e.tags)]
+	return e
 }
 
 // Clone returns a copy of e that is never reused (for outputs and tests
 // that keep events): its Encoded and Tags are its own.
 func (e *Event) Clone() *Event {
 	c := *e
+	c.tags = [2]string{}
 	c.Encoded = append([]byte(nil), e.Encoded...)
 	c.Tags = append([]string(nil), e.Tags...)
 	if e.Tags != nil && c.Tags == nil {
