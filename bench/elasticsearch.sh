@@ -59,7 +59,7 @@ row() { # label seconds cpu rss base-seconds
 		printf "%-52s %8.2f %10.0f %7.2f %9.2f %6.1f MB\n", l, s, e/s, (b > 0 ? b/s : 1), c/(e/1e6), rss/1024 }'
 }
 
-printf '\n%d events, default settings (bulk of 1000, 4 requests in flight), this machine (%s cores)\n' "$events" "$(nproc)"
+printf '\n%d events, default settings (bulks of 512 events: pipeline.batch_size; 4 requests in flight), this machine (%s cores)\n' "$events" "$(nproc)"
 printf '%-52s %8s %10s %7s %9s %9s\n' run seconds events/s ratio CPU-s/1M "peak RSS"
 estest 0
 read -r n ceiling < <("$out/bulkpost" -url "$url" -batch 1000 "$out/events.ndjson")

@@ -260,15 +260,15 @@ func TestMemoryLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 16 MiB + 2 × min(4096 events × 1 KiB, 8 MiB) + brute-force table + 100,000 sources × 24 B.
-	if got, want := def.EffectiveMemoryLimit(), int64(16<<20+2*(4<<20)+3200000+2400000); got != want {
+	// 12 MiB + 2 × min(2048 events × 1 KiB, 8 MiB) + brute-force table + 100,000 sources × 24 B.
+	if got, want := def.EffectiveMemoryLimit(), int64(12<<20+2*(2<<20)+3200000+2400000); got != want {
 		t.Errorf("default: %d, want %d", got, want)
 	}
 	big, err := load("pipeline: {batch_size: 4096, max_in_flight_bytes: 64MiB}\nenrich: {enabled: false}\n")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := big.EffectiveMemoryLimit(), int64(16<<20+2*(16<<20)); got != want {
+	if got, want := big.EffectiveMemoryLimit(), int64(12<<20+2*(16<<20)); got != want {
 		t.Errorf("16384 in flight, no enrichment: %d, want %d", got, want)
 	}
 	for in, want := range map[string]int64{"auto": def.EffectiveMemoryLimit(), "off": 0, "64MiB": 64 << 20, "100000000": 100000000} {

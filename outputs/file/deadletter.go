@@ -20,6 +20,9 @@ type DeadLetter struct{ w *writer }
 
 // NewDeadLetter opens (or creates) the dead-letter file.
 func NewDeadLetter(cfg Config) (*DeadLetter, error) {
+	if cfg.BufferSize == 0 {
+		cfg.BufferSize = 8 << 10 // records come one at a time, seldom: no 256 KiB buffer held for them
+	}
 	w, err := newWriter(cfg)
 	if err != nil {
 		return nil, err

@@ -23,6 +23,10 @@ type Config struct {
 	MaxSize  int64 // rotate when the file would exceed this many bytes (0: never)
 	MaxFiles int   // rotated files kept (default 7)
 	Perm     os.FileMode
+	// BufferSize is the write buffer's size (default 256 KiB: a batch of
+	// events in a few write calls). The dead-letter file, written seldom,
+	// takes a small one.
+	BufferSize int
 }
 
 // writer is an append-only NDJSON file with size-based rotation.
@@ -75,7 +79,11 @@ func (w *writer) open() error {
 		return fmt.Errorf("removing the partial last line of %s: %w", w.cfg.Path, err)
 	}
 	w.f, w.size = f, size
-	w.w = bufio.NewWriterSize(f, 256<<10)
+	bufSize := w.cfg.BufferSize
+	if bufSize <= 0 {
+		bufSize = 256 << 10
+	}
+	w.w = bufio.NewWriterSize(f, bufSize)
 	return nil
 }
 
