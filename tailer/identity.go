@@ -54,6 +54,11 @@ func fingerprint(f *os.File, n int) (string, error) {
 		}
 		return "", err
 	}
-	sum := sha256.Sum256(buf)
-	return hex.EncodeToString(sum[:]), nil
+	return fingerprintOf(buf), nil
+}
+
+// fingerprintOf is the fingerprint of a file's first bytes.
+func fingerprintOf(head []byte) string {
+	sum := sha256.Sum256(head)
+	return hex.EncodeToString(sum[:])
 }

@@ -817,6 +817,38 @@ type harvester struct {
 	lastSize   int64
 	rotated    bool // a rotated copy: read to its end, then close
 	skip       *longLine
+
+	// head holds the first bytes of the file that hashed to id.FP last
+	// time (headFor: that FP): the check around every read compares bytes
+	// and hashes only when they differ.
+	head, headBuf []byte
+	headFor       string
+}
+
+// sameStart reports whether the file still starts with the bytes its
+// identity was taken from (fingerprint(h.f, h.id.FPLen) == h.id.FP). It runs
+// before and after every read: it compares the bytes with those that
+// matched last time, and hashes only when they differ.
+func (h *harvester) sameStart() (bool, error) {
+	n := h.id.FPLen
+	if cap(h.headBuf) < n {
+		h.headBuf = make([]byte, n)
+	}
+	buf := h.headBuf[:n]
+	if _, err := h.f.ReadAt(buf, 0); err != nil {
+		if err == io.EOF {
+			return h.id.FP == "", nil
+		}
+		return false, err
+	}
+	if h.headFor == h.id.FP && h.head != nil && bytes.Equal(buf, h.head) {
+		return true, nil
+	}
+	if fingerprintOf(buf) != h.id.FP {
+		return false, nil
+	}
+	h.head, h.headFor = append(h.head[:0], buf...), h.id.FP
+	return true, nil
 }
 
 // longLine is a line longer than MaxLine being skipped to its newline.
@@ -961,9 +993,9 @@ func (h *harvester) readOnce(ctx context.Context) (int64, error) {
 	}
 	// Same size or larger, but other first bytes: truncated and rewritten
 	// between two looks (copytruncate followed by fast writes).
-	if fp, err := fingerprint(h.f, h.id.FPLen); err != nil {
+	if same, err := h.sameStart(); err != nil {
 		return 0, err
-	} else if fp != h.id.FP {
+	} else if !same {
 		h.truncated(ctx, "file's first bytes changed")
 		return 1, nil
 	}
@@ -998,9 +1030,9 @@ func (h *harvester) readOnce(ctx context.Context) (int64, error) {
 	// Check the first bytes again: if the file was truncated and rewritten
 	// while we read, some of buf is new content at old offsets. Drop it all;
 	// the old content's rest is in the rotated copy, read from h.off.
-	if fp, err := fingerprint(h.f, h.id.FPLen); err != nil {
+	if same, err := h.sameStart(); err != nil {
 		return 0, err
-	} else if fp != h.id.FP {
+	} else if !same {
 		h.t.putChunk(c)
 		h.truncated(ctx, "file's first bytes changed during a read")
 		return 1, nil
