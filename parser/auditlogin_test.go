@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -497,5 +498,39 @@ func TestPastedOnlyWhenAsked(t *testing.T) {
 	}
 	if n := count(false); n != 1 {
 		t.Fatalf("not pasted: %d events, want 1 (one record, suspicious user)", n)
+	}
+}
+
+// completeRule is complete's rule written plainly: the line (less one CR)
+// ends with the escaping plugin's marker, or with `"}` after the last
+// `","ip":"` before it and an ip of at most 64 bytes with no quote.
+func completeRule(b []byte) bool {
+	b = bytes.TrimSuffix(b, []byte("\r"))
+	if bytes.HasSuffix(b, escapedMarker) {
+		return true
+	}
+	if !bytes.HasSuffix(b, []byte(`"}`)) {
+		return false
+	}
+	end := len(b) - 2
+	i := bytes.LastIndex(b[:end], []byte(`","ip":"`))
+	if i < 0 {
+		return false
+	}
+	ip := b[i+len(`","ip":"`) : end]
+	return len(ip) <= 64 && !bytes.Contains(ip, []byte(`"`))
+}
+
+func TestCompleteFollowsTheRule(t *testing.T) {
+	parts := []string{`"`, `,`, `:`, `ip`, `}`, "\r", `","ip":"`, `"}`, `10.0.0.1`, `x`, strings.Repeat("8", 40), `,"escaped":true}`, strings.Repeat("9", 30)}
+	r := rand.New(rand.NewPCG(1, 2))
+	for n := 0; n < 200000; n++ {
+		var b []byte
+		for k := r.IntN(8); k >= 0; k-- {
+			b = append(b, parts[r.IntN(len(parts))]...)
+		}
+		if got, want := complete(b), completeRule(b); got != want {
+			t.Fatalf("complete(%q) = %v, want %v", b, got, want)
+		}
 	}
 }
