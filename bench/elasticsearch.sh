@@ -27,9 +27,10 @@ freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0
 
 # agent NAME URL [extra yaml]: ships the log with the default settings; prints "seconds cpu rss"
 agent() {
+	mkdir -p "$out/$1" # each run's own registry, spool and seen sources
 	cat > "$out/run-$1.yaml" <<YAML
 inputs: [{paths: ["$PWD/$out/audit_login.log"], timezone: UTC}]
-registry: {path: "$PWD/$out/registry-$1.json"}
+registry: {path: "$PWD/$out/$1/registry.json"}
 outputs:
   elasticsearch: {hosts: ["$2"]${3:-}}
 log: {level: warn}

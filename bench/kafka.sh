@@ -36,11 +36,14 @@ fresh_broker() { # topic
 }
 
 config() { # name topic extra-yaml
+	# Each run its own directory beside the registry (spool, dead-letter
+	# file, seen sources): no run starts with what an earlier one learned.
+	mkdir -p "$out/$1"
 	cat > "$out/$1.yaml" <<YAML
 inputs:
   - paths: ["$PWD/$out/audit_login.log"]
     timezone: UTC
-registry: {path: "$PWD/$out/registry-$1.json"}
+registry: {path: "$PWD/$out/$1/registry.json"}
 outputs:
   kafka: {brokers: ["$broker"], topic: $2, required_acks: all, compression: none$3}
 log: {level: warn}
@@ -75,7 +78,18 @@ enrich: {enabled: false}"
 	timed "$out/tuned.time" "$out/auditlogin" run --once --config "$out/tuned-$r.yaml"
 	got=$(count "bench-tuned-$r")
 	[ "$got" -ge "$events" ] || { echo "topic bench-tuned-$r holds $got messages, want $events"; exit 1; }
-	row "kcat -P of the same NDJSON (run $r)" "$out/kcat.time" 0
-	row "auditlogin, default config (run $r)" "$out/default.time" "$ks"
-	row "auditlogin, tuned: workers 8, batch 4096, no enrich" "$out/tuned.time" "$ks"
+	row "kcat -P of the same NDJSON (run $r)" "$out/kcat.time" 0 | tee -a "$out/rows"
+	row "auditlogin, default config (run $r)" "$out/default.time" "$ks" | tee -a "$out/rows"
+	row "auditlogin, tuned: workers 8, batch 4096, no enrich" "$out/tuned.time" "$ks" | tee -a "$out/rows"
 done
+# Medians over the runs (this machine's speed varies from one run to the
+# next: each ratio is to the kcat run just before it).
+if [ "$RUNS" -gt 1 ]; then
+	echo "medians over $RUNS runs:"
+	for what in "kcat -P" "auditlogin, default" "auditlogin, tuned"; do
+		grep "^$what" "$out/rows" | awk -v l="$what" '{ n++; s[n]=$(NF-5); e[n]=$(NF-4); x[n]=$(NF-3); c[n]=$(NF-2); r[n]=$(NF-1) }
+		function med(a,  i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+			return n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2 }
+		END { printf "%-46s %8.2f %10.0f %8.2f %10.2f %6.1f MB\n", l, med(s), med(e), med(x), med(c), med(r) }'
+	done
+fi
