@@ -32,7 +32,14 @@ func main() {
 			s.Lock()
 			s.Down = false
 			s.Unlock()
-			fmt.Fprintf(os.Stderr, "estest: up at %s\n", time.Now().UTC().Format(time.RFC3339Nano))
+			up := time.Now()
+			fmt.Fprintf(os.Stderr, "estest: up at %s\n", up.UTC().Format(time.RFC3339Nano))
+			// The first document after the return, timed here (a client
+			// polling _count adds its own delay, more so under a flood).
+			for s.Count("*") == 0 {
+				time.Sleep(5 * time.Millisecond)
+			}
+			fmt.Fprintf(os.Stderr, "estest: first document %.3f s after up\n", time.Since(up).Seconds())
 		})
 	}
 	if *refuse > 0 {
