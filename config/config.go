@@ -251,6 +251,11 @@ type Pipeline struct {
 	// bounds above and the enrichment tables, off leaves Go's default, or
 	// a size. The GOMEMLIMIT environment variable, when set, wins.
 	MemoryLimit MemoryLimit `koanf:"memory_limit"`
+	// MaxProcs is how many cores run the agent's Go code at once
+	// (GOMAXPROCS): 1 by default, as a login shipper beside a database
+	// should take at most one core from it; 0 for every core. The
+	// GOMAXPROCS environment variable, when set, wins.
+	MaxProcs int `koanf:"max_procs"`
 }
 
 // MemoryLimit is pipeline.memory_limit: 0 for auto (a plain 0 in the file
@@ -340,7 +345,7 @@ func Default() Config {
 	return Config{
 		Registry: Registry{Path: "/var/lib/auditlogin/registry.json", FlushInterval: time.Second, CleanAfter: 72 * time.Hour},
 		Pipeline: Pipeline{BatchSize: 512, FlushInterval: 500 * time.Millisecond, MaxInFlightBytes: 8 << 20,
-			ShutdownTimeout: 10 * time.Second, RetryInitial: 250 * time.Millisecond, RetryMax: 5 * time.Second},
+			ShutdownTimeout: 10 * time.Second, RetryInitial: 250 * time.Millisecond, RetryMax: 5 * time.Second, MaxProcs: 1},
 		Tail: Tail{ScanInterval: time.Second, PollInterval: 250 * time.Millisecond, RotateWait: 5 * time.Second,
 			CloseInactive: 5 * time.Minute, IdleAfter: 10 * time.Second, MaxLineBytes: 1 << 20, FingerprintBytes: 1024},
 		Log:     Log{Level: "info", Format: "auto"},
@@ -876,6 +881,9 @@ func (c *Config) Validate(knownFormat func(string) bool, formats []string) error
 	}
 	if pl.MaxInFlight < 0 || (pl.MaxInFlight > 0 && pl.MaxInFlight < 2*pl.BatchSize) {
 		add("pipeline.max_in_flight", "%d (expected 0 for four batches, or at least twice pipeline.batch_size: %d)", pl.MaxInFlight, 2*pl.BatchSize)
+	}
+	if pl.MaxProcs < 0 || pl.MaxProcs > 4096 {
+		add("pipeline.max_procs", "%d (expected 0 for every core, or 1 to 4096)", pl.MaxProcs)
 	}
 	if pl.MemoryLimit < -1 {
 		add("pipeline.memory_limit", "%d (expected auto, off, or a size such as 64MiB)", pl.MemoryLimit)

@@ -291,3 +291,28 @@ func TestMemoryLimit(t *testing.T) {
 		}
 	}
 }
+
+// pipeline.max_procs: 1 by default, 0 for every core, a count otherwise.
+func TestMaxProcs(t *testing.T) {
+	load := func(pipeline string) (Config, error) {
+		return Load(write(t, "inputs:\n  - paths: [/a]\noutputs: {stdout: {}}\n"+pipeline), nil)
+	}
+	for in, want := range map[string]int{"": 1, "pipeline: {max_procs: 0}\n": 0, "pipeline: {max_procs: 4}\n": 4} {
+		c, err := load(in)
+		if err == nil {
+			err = c.Validate(known, formats)
+		}
+		if err != nil || c.Pipeline.MaxProcs != want {
+			t.Errorf("%q: %d, %v; want %d", in, c.Pipeline.MaxProcs, err, want)
+		}
+	}
+	for _, in := range []string{"-1", "all", "100000"} {
+		c, err := load("pipeline: {max_procs: " + in + "}\n")
+		if err == nil {
+			err = c.Validate(known, formats)
+		}
+		if err == nil || !strings.Contains(err.Error(), "pipeline.max_procs") {
+			t.Errorf("%s: %v", in, err)
+		}
+	}
+}

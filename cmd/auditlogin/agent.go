@@ -198,6 +198,7 @@ func runAgent(ctx context.Context, cfg config.Config, o agentOptions) error {
 		o.once = true
 	}
 	applyMemoryLimit(cfg, log)
+	applyMaxProcs(cfg, log)
 	outs, err := buildOutputs(cfg, o.stdout, log)
 	if err != nil {
 		return err
@@ -427,6 +428,16 @@ func mapAttr[V any](key string, m map[string]V) slog.Attr {
 		attrs = append(attrs, slog.Any(k, m[k]))
 	}
 	return slog.Attr{Key: key, Value: slog.GroupValue(attrs...)}
+}
+
+// applyMaxProcs sets pipeline.max_procs on the Go runtime, unless
+// GOMAXPROCS was given (the runtime has read it already).
+func applyMaxProcs(cfg config.Config, log *slog.Logger) {
+	if v := os.Getenv("GOMAXPROCS"); v != "" {
+		log.Debug("cores from GOMAXPROCS; pipeline.max_procs is not used", "GOMAXPROCS", v)
+		return
+	}
+	log.Debug("cores the agent runs on", "max_procs", setMaxProcs(cfg.Pipeline.MaxProcs))
 }
 
 // applyMemoryLimit sets pipeline.memory_limit on the Go runtime, unless

@@ -129,7 +129,17 @@ const (
 // commands run in-process by tests leave the test binary's runtime alone.
 var setMemoryLimit = func(int64) int64 { return 0 }
 
+// setMaxProcs sets GOMAXPROCS in the real process (main replaces it; 0
+// leaves it) and returns what it now is; the same for tests as above.
+var setMaxProcs = func(int) int { return 0 }
+
 func main() {
+	setMaxProcs = func(n int) int {
+		if n > 0 {
+			runtime.GOMAXPROCS(n)
+		}
+		return runtime.GOMAXPROCS(0)
+	}
 	setMemoryLimit = func(n int64) int64 {
 		debug.SetMemoryLimit(n)
 		return debug.SetMemoryLimit(-1)

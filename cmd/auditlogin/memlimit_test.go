@@ -45,3 +45,38 @@ log: {level: debug, format: json}
 		}
 	}
 }
+
+// The real process runs on pipeline.max_procs cores (1 by default), unless
+// GOMAXPROCS is set (the runtime's own readback is logged).
+func TestRunSetsMaxProcs(t *testing.T) {
+	bin := agentBinary(t)
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "a.log")
+	os.WriteFile(logPath, []byte(pluginRecord(1, "app")), 0o644)
+	for _, tc := range []struct{ setting, env, want string }{
+		{"", "", `"msg":"cores the agent runs on","max_procs":1}`},
+		{"max_procs: 2", "", `"msg":"cores the agent runs on","max_procs":2}`},
+		{"", "GOMAXPROCS=3", `"msg":"cores from GOMAXPROCS; pipeline.max_procs is not used","GOMAXPROCS":"3"}`},
+	} {
+		cfgPath := filepath.Join(dir, "auditlogin.yaml")
+		os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
+inputs: [{paths: [%q], timezone: UTC}]
+registry: {path: %q}
+outputs: {file: {path: %q}}
+pipeline: {%s}
+log: {level: debug, format: json}
+`, logPath, filepath.Join(dir, "registry.json"), filepath.Join(dir, "out.ndjson"), tc.setting)), 0o644)
+		cmd := exec.Command(bin, "run", "--once", "--config", cfgPath)
+		cmd.Env = append(os.Environ(), "GOMAXPROCS=")
+		if tc.env != "" {
+			cmd.Env = append(cmd.Env, tc.env)
+		}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		if !strings.Contains(string(out), tc.want) {
+			t.Errorf("%q %s: no %s in:\n%s", tc.setting, tc.env, tc.want, out)
+		}
+	}
+}
