@@ -261,6 +261,13 @@ func TestLastIndexBeforeIsLastIndex(t *testing.T) {
 		for i := range b {
 			b[i] = alphabet[rng.IntN(len(alphabet))]
 		}
+		if n%2 == 1 { // the markers themselves, and their pieces, side by side
+			parts := []string{mIP, mHost, mPrivUser, `"`, `","`, `":"`, "ip", "host", "priv_user", "x"}
+			b = b[:0]
+			for k := rng.IntN(8); k >= 0; k-- {
+				b = append(b, parts[rng.IntN(len(parts))]...)
+			}
+		}
 		s := string(b)
 		for _, m := range []string{mIP, mHost, mPrivUser, `"`} {
 			before := rng.IntN(len(s) + 1)
