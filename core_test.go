@@ -61,11 +61,13 @@ func refJSONString(s string) string {
 // around the 8-byte fast path, for every byte value.
 func TestAppendJSONStringExactBytes(t *testing.T) {
 	for c := 0; c < 256; c++ {
-		for pos := 0; pos < 18; pos++ {
-			for _, mid := range []string{string([]byte{byte(c)}), string(rune(c))} {
-				s := strings.Repeat("x", pos) + mid + strings.Repeat("y", 17-pos)
-				if got, want := string(AppendJSONString(nil, s)), refJSONString(s); got != want {
-					t.Fatalf("%q: got %s, want %s", s, got, want)
+		for n := 1; n <= 26; n++ { // lengths around one, two and three 8-byte words
+			for pos := 0; pos < n; pos++ {
+				for _, mid := range []string{string([]byte{byte(c)}), string(rune(c))} {
+					s := strings.Repeat("x", pos) + mid + strings.Repeat("y", n-1-pos)
+					if got, want := string(AppendJSONString(nil, s)), refJSONString(s); got != want {
+						t.Fatalf("%q: got %s, want %s", s, got, want)
+					}
 				}
 			}
 		}
