@@ -216,13 +216,11 @@ func (e *Event) AppendECS(dst []byte, both bool) []byte {
 	if len(e.Fields) > 0 {
 		// ECS's place for static key-value pairs is labels; both keeps
 		// the seed's fields too.
-		names := []string{`,"labels":{`}
+		var room [8]string
+		keys := sortedKeys(room[:0], e.Fields)
+		dst = e.appendFields(dst, `,"labels":{`, keys)
 		if both {
-			names = append(names, `,"fields":{`)
-		}
-		keys := sortedKeys(e.Fields)
-		for _, name := range names {
-			dst = e.appendFields(dst, name, keys)
+			dst = e.appendFields(dst, `,"fields":{`, keys)
 		}
 	}
 	// What ECS has no field for: the record's own timestamp text, the source
