@@ -939,8 +939,13 @@ func (p *Pipeline) spoolQueue(ctx context.Context, o *outState, queue []*Event, 
 		return queue, retryN
 	}
 	p.encodeAll(mem)
-	if err := o.spool.Append(ctx, mem); err != nil {
-		return queue, retryN // kept in memory; the next failed probe tries again
+	// Without waiting for room: this loop is the one that frees the spool
+	// (it reads it back once the output delivers), so waiting here for a
+	// full spool would wait for ever, the output stuck after its return.
+	now, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := o.spool.Append(now, mem); err != nil {
+		return queue, retryN // full (or failing): kept in memory; the next failed probe tries again
 	}
 	if !o.spooling.Swap(true) {
 		p.log.Warn("output behind: what it cannot take now goes to its spool on disk, the other outputs and reading go on",

@@ -334,3 +334,72 @@ func TestPipelineKeepDropsAndAcknowledges(t *testing.T) {
 		t.Fatalf("delivered %d, dropped %d, committed %d", got, st.Dropped, cp.get(fileA))
 	}
 }
+
+// An output that fails while its spool is full keeps what it holds in
+// memory (it is the one that frees the spool, by reading it back once it
+// can deliver): it must not wait for room there. It did, and stayed stuck
+// after its destination came back (seen under load in
+// TestPipelineFullSpoolBlocksReadingAndResumes).
+func TestPipelineOutputFailingWithAFullSpoolRecovers(t *testing.T) {
+	sp, err := spool.Open(spool.Config{Dir: t.TempDir(), MaxBytes: 16 << 10, SegmentBytes: 8 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := outputtest.NewFake("b")
+	release := b.Block()
+	cp := &memCheckpoint{}
+	p := newPipeline(t, []auditlogin.Output{b}, cp, nil, func(c *auditlogin.PipelineConfig) {
+		c.Spools = map[string]auditlogin.Spool{"b": sp}
+	})
+	ch := make(chan []auditlogin.Line)
+	done := make(chan error)
+	go func() { done <- p.Run(context.Background(), ch) }()
+	// To the output through memory (nothing is known to be wrong yet); its
+	// write hangs.
+	ch <- oneBatch(0)
+	waitFor(t, "the output's first write", func() bool { return b.Calls() >= 1 })
+	// Meanwhile the spool fills up (as with events spooled for it before).
+	full, cancel := context.WithCancel(context.Background())
+	cancel()
+	pre := 0
+	for _, ev := range outputtest.Events(1000, "pre") {
+		if sp.Append(full, []*auditlogin.Event{ev}) != nil {
+			break
+		}
+		pre++
+	}
+	if pre == 0 || pre == 1000 {
+		t.Fatalf("%d events filled a 16 KiB spool", pre)
+	}
+	// The write fails: the output is down, with a full spool and the
+	// batch in memory.
+	b.FailNext(1<<30, nil)
+	release()
+	waitFor(t, "the output to fail again, backing off", func() bool { return b.Calls() >= 3 })
+	b.FailNext(0, nil)
+	close(ch)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the pipeline did not finish after its output came back: stuck on its own full spool")
+	}
+	var fed []*auditlogin.Event
+	got := 0
+	for _, ev := range b.Delivered() {
+		if ev.User.S == "preuser" {
+			got++
+		} else {
+			fed = append(fed, ev)
+		}
+	}
+	if got != pre {
+		t.Errorf("%d of the %d spooled events delivered", got, pre)
+	}
+	wantAll(t, "b", fed, 7)
+	if n := cp.get(fileA); n != 70 {
+		t.Errorf("committed %d, want 70", n)
+	}
+}
