@@ -5,10 +5,11 @@
 //
 // Write groups a batch by topic and partition itself (murmur2 of the key, as
 // the Java client and kafka-go's Murmur2Balancer do) and sends every
-// partition's messages at once as produce requests through kafka-go's
-// Client (RawProduce: the record batch is encoded here, recordbatch.go), so
-// a request is as full as the batch allows and never waits for a batch
-// timeout; the partition count is cached, not asked per message; the
+// partition's messages at once, one produce request per leader broker
+// holding a record batch per partition (encoded here, recordbatch.go; sent
+// through kafka-go's Transport, or its Client's RawProduce for a single
+// partition), so a request is as full as the batch allows and never waits
+// for a batch timeout; the partition count is cached, not asked per message; the
 // message bytes are the event's encoding. Several Writes run at
 // once (Workers). Write returns when the broker has acknowledged every
 // message with the configured acks; items of a failed partition are
