@@ -15,6 +15,20 @@ import (
 )
 
 // waitFor polls cond until it holds or fails the test after 10s.
+// waitRun waits for a pipeline's Run to return (its error on done) and
+// fails with why when it has not within 20 s.
+func waitRun(t *testing.T, done <-chan error, why string) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal(why)
+	}
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -140,14 +154,7 @@ func TestPipelineRefusedItemsGoWithTheNextWrite(t *testing.T) {
 	go func() { done <- p.Run(context.Background(), ch) }()
 	feed(ch, 0, 300, nil)
 	close(ch)
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("refused items waited for a backoff")
-	}
+	waitRun(t, done, "refused items waited for a backoff")
 	count := map[string]int{}
 	for _, th := range threads(a.Delivered()) {
 		count[th]++

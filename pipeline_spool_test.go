@@ -378,14 +378,7 @@ func TestPipelineOutputFailingWithAFullSpoolRecovers(t *testing.T) {
 	waitFor(t, "the output to fail again, backing off", func() bool { return b.Calls() >= 3 })
 	b.FailNext(0, nil)
 	close(ch)
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("the pipeline did not finish after its output came back: stuck on its own full spool")
-	}
+	waitRun(t, done, "the pipeline did not finish after its output came back: stuck on its own full spool")
 	var fed []*auditlogin.Event
 	got := 0
 	for _, ev := range b.Delivered() {
