@@ -4,8 +4,10 @@
 # kcat -P producing the agent's own NDJSON lines into the same broker, in the
 # same run: events/s, the agent's ratio to kcat, CPU seconds per million
 # lines and peak RSS, for the default configuration (enrichment on) and for
-# a tuned one. Every run uses acks=all and no compression; each is checked to
-# have delivered every event.
+# a tuned one. A second kcat row sends the messages as the agent does (the
+# event id as key, so spread over the partitions, and three headers), to
+# show what that shape costs a producer by itself. Every run uses acks=all
+# and no compression; each is checked to have delivered every event.
 #   bench/kafka.sh [N] [RUNS]
 set -euo pipefail
 N=${1:-1000000}
@@ -19,6 +21,11 @@ go build -o "$out/kfake" ./bench/kfake
 go run ./bench/gen -n "$N" > "$out/audit_login.log"
 "$out/auditlogin" parse --timezone UTC "$out/audit_login.log" > "$out/events.ndjson"
 events=$(wc -l < "$out/events.ndjson")
+# The same lines as the Kafka messages the agent sends them: the event id as
+# key (hashed to a partition) and three headers (id, format, hostname, with
+# values as long as the agent's): kcat's rate for the agent's own messages.
+sed -E 's/^(.*"id":"([0-9a-f]+)".*)$/\2\t\1/' "$out/events.ndjson" > "$out/keyed.ndjson"
+[ "$(wc -l < "$out/keyed.ndjson")" -eq "$events" ] || { echo "keyed.ndjson: not every line has an id"; exit 1; }
 bytes=$(stat -c %s "$out/events.ndjson")
 
 # A fresh broker for every measured run: kfake keeps every message in memory,
@@ -67,6 +74,11 @@ for r in $(seq "$RUNS"); do
 	fresh_broker "bench-kcat-$r"
 	timed "$out/kcat.time" kcat -P -b "$broker" -t "bench-kcat-$r" -X acks=all -l "$out/events.ndjson"
 	read -r ks _ < "$out/kcat.time"
+	fresh_broker "bench-kcatkeyed-$r"
+	timed "$out/kcatkeyed.time" kcat -P -b "$broker" -t "bench-kcatkeyed-$r" -X acks=all -K '\t' \
+		-H id=0123456789abcdef0123456789abcdef -H format=audit_login -H "hostname=$(hostname)" -l "$out/keyed.ndjson"
+	got=$(count "bench-kcatkeyed-$r")
+	[ "$got" -ge "$events" ] || { echo "topic bench-kcatkeyed-$r holds $got messages, want $events"; exit 1; }
 	fresh_broker "bench-default-$r"
 	config "default-$r" "bench-default-$r" "" ""
 	timed "$out/default.time" "$out/auditlogin" run --once --config "$out/default-$r.yaml"
@@ -79,6 +91,7 @@ enrich: {enabled: false}"
 	got=$(count "bench-tuned-$r")
 	[ "$got" -ge "$events" ] || { echo "topic bench-tuned-$r holds $got messages, want $events"; exit 1; }
 	row "kcat -P of the same NDJSON (run $r)" "$out/kcat.time" 0 | tee -a "$out/rows"
+	row "kcat -P, keyed by id with 3 headers: the agent's messages" "$out/kcatkeyed.time" "$ks" | tee -a "$out/rows"
 	row "auditlogin, default config (run $r)" "$out/default.time" "$ks" | tee -a "$out/rows"
 	row "auditlogin, tuned: every core, workers 8, batch 4096, no enrich" "$out/tuned.time" "$ks" | tee -a "$out/rows"
 done
@@ -86,8 +99,8 @@ done
 # next: each ratio is to the kcat run just before it).
 if [ "$RUNS" -gt 1 ]; then
 	echo "medians over $RUNS runs:"
-	for what in "kcat -P" "auditlogin, default" "auditlogin, tuned"; do
-		grep "^$what" "$out/rows" | awk -v l="$what" '{ n++; s[n]=$(NF-5); e[n]=$(NF-4); x[n]=$(NF-3); c[n]=$(NF-2); r[n]=$(NF-1) }
+	for what in "kcat -P of:kcat -P" "kcat -P, keyed:kcat -P, the agent's messages" "auditlogin, default:auditlogin, default" "auditlogin, tuned:auditlogin, tuned"; do
+		grep "^${what%%:*}" "$out/rows" | awk -v l="${what#*:}" '{ n++; s[n]=$(NF-5); e[n]=$(NF-4); x[n]=$(NF-3); c[n]=$(NF-2); r[n]=$(NF-1) }
 		function med(a,  i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
 			return n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2 }
 		END { printf "%-64s %8.2f %10.0f %8.2f %10.2f %6.1f MB\n", l, med(s), med(e), med(x), med(c), med(r) }'
