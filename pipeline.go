@@ -83,6 +83,16 @@ type Stats struct {
 	ParseErrorsByFormat map[string]int64
 	Commits             int64     // checkpoint commits
 	LastCommit          time.Time // zero before the first
+
+	// What is in flight (read, not yet acknowledged by every output) and
+	// its bounds (MaxInFlight, MaxInFlightBytes; 0: no byte bound), and
+	// how long reading has waited for room in all: back-pressure, the
+	// outputs taking less than the files give.
+	InFlight         int
+	InFlightBytes    int64
+	MaxInFlight      int
+	MaxInFlightBytes int64
+	ReadingBlocked   time.Duration
 }
 
 // Pipeline moves lines from the tailer through parsers to every output and
@@ -270,6 +280,8 @@ func (p *Pipeline) Stats() Stats {
 	if ns := p.lastCommit.Load(); ns != 0 {
 		s.LastCommit = time.Unix(0, ns)
 	}
+	l := p.tr.load()
+	s.InFlight, s.InFlightBytes, s.MaxInFlight, s.MaxInFlightBytes, s.ReadingBlocked = l.records, l.bytes, l.maxRecords, l.maxBytes, l.blocked
 	for _, o := range p.outs {
 		s.Shipped[o.out.Name()] = o.shipped.Load()
 		s.Retries[o.out.Name()] = o.retries.Load()

@@ -333,6 +333,13 @@ func TestPipelineBlockedOutputBoundsMemoryAndOffsets(t *testing.T) {
 	if got := cp.get(fileA); got != 1000 {
 		t.Fatalf("committed %d while output blocked, want 1000", got)
 	}
+	// The stall shows in the counters while it lasts: in flight at its
+	// bound, reading waiting, and the wait growing.
+	st := p.Stats()
+	if st.InFlight != 32 || st.MaxInFlight != 32 || st.InFlightBytes <= 0 || st.ReadingBlocked <= 0 {
+		t.Fatalf("while blocked: in flight %d of %d (%d bytes), reading blocked %v", st.InFlight, st.MaxInFlight, st.InFlightBytes, st.ReadingBlocked)
+	}
+	waitFor(t, "the blocked time to grow", func() bool { return p.Stats().ReadingBlocked > st.ReadingBlocked })
 	stop() // SIGTERM
 	select {
 	case <-done:

@@ -3,6 +3,7 @@ package auditlogin
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // tracker knows, per file, which records are in flight and the highest
@@ -24,7 +25,11 @@ type tracker struct {
 	bytes    int64
 	max      int
 	maxBytes int64
-	waiting  int // Track calls blocked now (tests wait for it)
+	waiting  int           // Track calls blocked now (tests wait for it)
+	blocked  time.Duration // how long Track calls have waited, in all
+	// waitStart is when the Track call waiting now began (Track is
+	// called from one goroutine, the pipeline's parse stage).
+	waitStart time.Time
 
 	// The file of the last add: records come in runs from one file, and
 	// the map's key holds a 64-digit fingerprint to hash.
@@ -80,12 +85,15 @@ type ticket struct {
 // (maxBytes <= 0: no byte bound).
 func newTracker(max int, maxBytes int64) *tracker {
 	if maxBytes <= 0 {
-		maxBytes = 1 << 62
+		maxBytes = noByteBound
 	}
 	t := &tracker{files: map[FileID]*fileTrack{}, max: max, maxBytes: maxBytes}
 	t.cond = sync.NewCond(&t.mu)
 	return t
 }
+
+// noByteBound is maxBytes when there is no byte bound.
+const noByteBound = 1 << 62
 
 // full reports whether Track would block now.
 func (t *tracker) full() bool {
@@ -103,13 +111,18 @@ func (t *tracker) isFull() bool {
 func (t *tracker) Track(ctx context.Context, pos Position, size int) (ticket, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for t.isFull() {
-		if ctx.Err() != nil {
-			return ticket{}, false
+	if t.isFull() {
+		start := time.Now()
+		t.waitStart = start
+		defer func() { t.blocked += time.Since(start) }() // under the lock, before the deferred unlock
+		for t.isFull() {
+			if ctx.Err() != nil {
+				return ticket{}, false
+			}
+			t.waiting++
+			t.cond.Wait()
+			t.waiting--
 		}
-		t.waiting++
-		t.cond.Wait()
-		t.waiting--
 	}
 	return t.add(pos, size), true
 }
@@ -229,6 +242,29 @@ func (t *tracker) InFlightBytes() int64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.bytes
+}
+
+// load is what is in flight now, the bounds, and how long Track calls have
+// waited for room in all (reading held back by the outputs).
+type load struct {
+	records, maxRecords int
+	bytes, maxBytes     int64 // maxBytes 0: no byte bound
+	blocked             time.Duration
+}
+
+func (t *tracker) load() load {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	l := load{records: t.inFlight, maxRecords: t.max, bytes: t.bytes, maxBytes: t.maxBytes, blocked: t.blocked}
+	if l.maxBytes == noByteBound {
+		l.maxBytes = 0
+	}
+	if t.waiting > 0 {
+		// The wait in progress counts too: a stalled output shows at once,
+		// not when it recovers.
+		l.blocked += time.Since(t.waitStart)
+	}
+	return l
 }
 
 // Waiting returns how many Track calls are blocked now.

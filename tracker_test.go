@@ -69,6 +69,9 @@ func TestTrackerBlocksWhenFull(t *testing.T) {
 	if !tr.full() {
 		t.Fatal("not full at max")
 	}
+	if l := tr.load(); l.blocked != 0 {
+		t.Fatalf("Track calls that found room counted %v blocked", l.blocked)
+	}
 	got := make(chan bool)
 	go func() {
 		_, ok := tr.Track(context.Background(), Position{File: id, Offset: 2, End: 3}, 1)
@@ -79,9 +82,23 @@ func TestTrackerBlocksWhenFull(t *testing.T) {
 	if tr.InFlight() != 2 {
 		t.Fatalf("in flight %d while full, want 2", tr.InFlight())
 	}
+	// The wait in progress counts, and grows.
+	first := tr.load()
+	if first.records != 2 || first.maxRecords != 2 || first.bytes != 2 || first.maxBytes != 0 || first.blocked <= 0 {
+		t.Fatalf("load while blocked: %+v", first)
+	}
+	for deadline := time.Now().Add(10 * time.Second); tr.load().blocked <= first.blocked; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the blocked time does not grow while Track waits")
+		}
+	}
 	tr.Ack([]ticket{a})
 	if !<-got {
 		t.Fatal("Track failed after ack")
+	}
+	after := tr.load()
+	if after.blocked < first.blocked {
+		t.Fatalf("blocked %v after the wait, %v during it", after.blocked, first.blocked)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { _, ok := tr.Track(ctx, Position{File: id, Offset: 3, End: 4}, 1); got <- ok }()

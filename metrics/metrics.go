@@ -255,6 +255,24 @@ func (s *Server) serveMetrics(w http.ResponseWriter, _ *http.Request) {
 	perOutput("auditlogin_output_retries_total", "counter", "Events sent again after a failure, per output.", func(o string) float64 { return float64(st.Retried[o]) })
 	perOutput("auditlogin_output_up", "gauge", "1 when the output's last delivery succeeded.", func(o string) float64 { return bit(!st.Down[o]) })
 
+	// Back-pressure: what is in flight against its bounds, and how long
+	// reading has waited for the outputs (Filebeat's pipeline.events.active
+	// and queue fill, Vector's buffer gauges).
+	e.family("auditlogin_events_in_flight", "gauge", "Records read and not yet acknowledged by every output.")
+	e.sample("auditlogin_events_in_flight", float64(st.InFlight))
+	e.family("auditlogin_in_flight_bytes", "gauge", "Bytes of the records in flight, as pipeline.max_in_flight_bytes counts them.")
+	e.sample("auditlogin_in_flight_bytes", float64(st.InFlightBytes))
+	if st.MaxInFlight > 0 {
+		e.family("auditlogin_events_in_flight_max", "gauge", "pipeline.max_in_flight: reading waits while this many records are in flight.")
+		e.sample("auditlogin_events_in_flight_max", float64(st.MaxInFlight))
+	}
+	if st.MaxInFlightBytes > 0 {
+		e.family("auditlogin_in_flight_bytes_max", "gauge", "pipeline.max_in_flight_bytes: reading waits while this many bytes are in flight.")
+		e.sample("auditlogin_in_flight_bytes_max", float64(st.MaxInFlightBytes))
+	}
+	e.family("auditlogin_reading_blocked_seconds_total", "counter", "Time reading waited for the outputs to acknowledge what is in flight (back-pressure).")
+	e.sample("auditlogin_reading_blocked_seconds_total", st.ReadingBlocked.Seconds())
+
 	spools := sortedKeys(st.Spool)
 	perSpool := func(name, help string, v func(o string) float64) {
 		if len(spools) == 0 {

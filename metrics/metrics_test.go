@@ -100,7 +100,8 @@ func TestMetricsParseWithPrometheusParser(t *testing.T) {
 	s := New(Config{}, Sources{
 		Stats: func() auditlogin.Stats {
 			return auditlogin.Stats{Lines: 12, Events: 10, Shipped: map[string]int64{"kafka": 10, "file": 9},
-				Down: map[string]bool{"kafka": true}, ParseErrorsByFormat: map[string]int64{"audit_login": 2}, LastCommit: time.Now()}
+				Down: map[string]bool{"kafka": true}, ParseErrorsByFormat: map[string]int64{"audit_login": 2}, LastCommit: time.Now(),
+				InFlight: 2048, InFlightBytes: 1741824, MaxInFlight: 2048, MaxInFlightBytes: 8 << 20, ReadingBlocked: 1500 * time.Millisecond}
 		},
 		Lag:     func() []FileLag { return []FileLag{{Path: path, Size: 100, Committed: 40, BytesBehind: 60}} },
 		Version: "v1.2.3",
@@ -161,6 +162,11 @@ func TestMetricsParseWithPrometheusParser(t *testing.T) {
 		{"auditlogin_file_bytes_behind", map[string]string{"file": path}, 60, dto.MetricType_GAUGE},
 		{"auditlogin_build_info", map[string]string{"version": "v1.2.3"}, 1, dto.MetricType_GAUGE},
 		{"auditlogin_batch_duration_seconds", map[string]string{"output": "kafka"}, 4, dto.MetricType_HISTOGRAM},
+		{"auditlogin_events_in_flight", nil, 2048, dto.MetricType_GAUGE},
+		{"auditlogin_events_in_flight_max", nil, 2048, dto.MetricType_GAUGE},
+		{"auditlogin_in_flight_bytes", nil, 1741824, dto.MetricType_GAUGE},
+		{"auditlogin_in_flight_bytes_max", nil, 8 << 20, dto.MetricType_GAUGE},
+		{"auditlogin_reading_blocked_seconds_total", nil, 1.5, dto.MetricType_COUNTER},
 	} {
 		if got, typ := value(c.name, c.labels); got != c.want || typ != c.typ {
 			t.Errorf("%s%v = %v (%v), want %v (%v)", c.name, c.labels, got, typ, c.want, c.typ)

@@ -154,6 +154,11 @@ metrics: {listen: "127.0.0.1:0"}
 		`auditlogin_output_errors_total{output="file"}`:          0,
 		`auditlogin_output_up{output="file"}`:                    1,
 		`auditlogin_batch_duration_seconds_count{output="file"}`: -1, // any, checked below
+		`auditlogin_events_in_flight`:                            0,  // all acknowledged
+		`auditlogin_in_flight_bytes`:                             0,
+		`auditlogin_events_in_flight_max`:                        4 * 512, // the defaults
+		`auditlogin_in_flight_bytes_max`:                         8 << 20,
+		`auditlogin_reading_blocked_seconds_total`:               -1,
 	}
 	for k, v := range want {
 		got, ok := m[k]
