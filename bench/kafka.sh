@@ -6,8 +6,10 @@
 # lines and peak RSS, for the default configuration (enrichment on) and for
 # a tuned one. A second kcat row sends the messages as the agent does (the
 # event id as key, so spread over the partitions, and three headers), to
-# show what that shape costs a producer by itself. Every run uses acks=all
-# and no compression; each is checked to have delivered every event.
+# show what that shape costs a producer by itself. The agent's rows end
+# with how long its reading waited for acknowledgements (back-pressure).
+# Every run uses acks=all and no compression; each is checked to have
+# delivered every event.
 #   bench/kafka.sh [N] [RUNS]
 set -euo pipefail
 N=${1:-1000000}
@@ -53,7 +55,7 @@ inputs:
 registry: {path: "$PWD/$out/$1/registry.json"}
 outputs:
   kafka: {brokers: ["$broker"], topic: $2, required_acks: all, compression: none$3}
-log: {level: warn}
+log: {level: info}
 $4
 YAML
 }
@@ -64,11 +66,17 @@ count() { kcat -C -b "$broker" -t "$1" -o beginning -e -q -f '%k\n' | wc -l; }
 
 printf '\n%d events, %.0f MB of NDJSON, into one kfake broker (3 partitions) on this machine (%s cores), acks=all, no compression\n' \
 	"$events" "$(echo "$bytes" | awk '{print $1/1e6}')" "$(nproc)"
-printf '%-64s %8s %10s %8s %10s %9s\n' run seconds events/s "x kcat" "CPU-s/1M" "peak RSS"
-row() { # label timefile kcat-seconds
+printf '%-64s %8s %10s %8s %10s %9s %8s\n' run seconds events/s "x kcat" "CPU-s/1M" "peak RSS" "waited"
+# waited: how long the agent's reading waited for Kafka's acknowledgements
+# (back-pressure, from the summary it logs at the end of a one-shot run).
+row() { # label timefile kcat-seconds [agent log]
 	read -r s u sy rss < "$2"
-	awk -v l="$1" -v e="$events" -v s="$s" -v u="$u" -v sy="$sy" -v rss="$rss" -v k="$3" 'BEGIN {
-		printf "%-64s %8.2f %10.0f %8.2f %10.2f %6.1f MB\n", l, s, e/s, (k > 0 ? k/s : 1), (u+sy)/(e/1e6), rss/1024 }'
+	local w=-
+	[ -n "${4:-}" ] && w=$(grep -o '"reading_blocked":"[^"]*"' "$4" | cut -d'"' -f4 | awk '{ v = $1
+		if (v ~ /ms$/) { sub(/ms$/, "", v); v /= 1000 } else if (v ~ /[0-9]s$/) { sub(/s$/, "", v) } else v = 0
+		printf "%.2f", v }')
+	awk -v l="$1" -v e="$events" -v s="$s" -v u="$u" -v sy="$sy" -v rss="$rss" -v k="$3" -v w="${w:--}" 'BEGIN {
+		printf "%-64s %8.2f %10.0f %8.2f %10.2f %6.1f MB %8s\n", l, s, e/s, (k > 0 ? k/s : 1), (u+sy)/(e/1e6), rss/1024, w }'
 }
 for r in $(seq "$RUNS"); do
 	fresh_broker "bench-kcat-$r"
@@ -81,28 +89,28 @@ for r in $(seq "$RUNS"); do
 	[ "$got" -ge "$events" ] || { echo "topic bench-kcatkeyed-$r holds $got messages, want $events"; exit 1; }
 	fresh_broker "bench-default-$r"
 	config "default-$r" "bench-default-$r" "" ""
-	timed "$out/default.time" "$out/auditlogin" run --once --config "$out/default-$r.yaml"
+	timed "$out/default.time" "$out/auditlogin" run --once --config "$out/default-$r.yaml" 2> "$out/default-$r.log"
 	got=$(count "bench-default-$r")
 	[ "$got" -ge "$events" ] || { echo "topic bench-default-$r holds $got messages, want $events"; exit 1; }
 	fresh_broker "bench-tuned-$r"
 	config "tuned-$r" "bench-tuned-$r" ", workers: 8, batch_bytes: 1MB" "pipeline: {batch_size: 4096, max_in_flight_bytes: 16MiB, max_procs: 0}
 enrich: {enabled: false}"
-	timed "$out/tuned.time" "$out/auditlogin" run --once --config "$out/tuned-$r.yaml"
+	timed "$out/tuned.time" "$out/auditlogin" run --once --config "$out/tuned-$r.yaml" 2> "$out/tuned-$r.log"
 	got=$(count "bench-tuned-$r")
 	[ "$got" -ge "$events" ] || { echo "topic bench-tuned-$r holds $got messages, want $events"; exit 1; }
 	row "kcat -P of the same NDJSON (run $r)" "$out/kcat.time" 0 | tee -a "$out/rows"
 	row "kcat -P, keyed by id with 3 headers: the agent's messages" "$out/kcatkeyed.time" "$ks" | tee -a "$out/rows"
-	row "auditlogin, default config (run $r)" "$out/default.time" "$ks" | tee -a "$out/rows"
-	row "auditlogin, tuned: every core, workers 8, batch 4096, no enrich" "$out/tuned.time" "$ks" | tee -a "$out/rows"
+	row "auditlogin, default config (run $r)" "$out/default.time" "$ks" "$out/default-$r.log" | tee -a "$out/rows"
+	row "auditlogin, tuned: every core, workers 8, batch 4096, no enrich" "$out/tuned.time" "$ks" "$out/tuned-$r.log" | tee -a "$out/rows"
 done
 # Medians over the runs (this machine's speed varies from one run to the
 # next: each ratio is to the kcat run just before it).
 if [ "$RUNS" -gt 1 ]; then
 	echo "medians over $RUNS runs:"
 	for what in "kcat -P of:kcat -P" "kcat -P, keyed:kcat -P, the agent's messages" "auditlogin, default:auditlogin, default" "auditlogin, tuned:auditlogin, tuned"; do
-		grep "^${what%%:*}" "$out/rows" | awk -v l="${what#*:}" '{ n++; s[n]=$(NF-5); e[n]=$(NF-4); x[n]=$(NF-3); c[n]=$(NF-2); r[n]=$(NF-1) }
+		grep "^${what%%:*}" "$out/rows" | awk -v l="${what#*:}" '{ n++; s[n]=$(NF-6); e[n]=$(NF-5); x[n]=$(NF-4); c[n]=$(NF-3); r[n]=$(NF-2); w[n]=$NF }
 		function med(a,  i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
 			return n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2 }
-		END { printf "%-64s %8.2f %10.0f %8.2f %10.2f %6.1f MB\n", l, med(s), med(e), med(x), med(c), med(r) }'
+		END { printf "%-64s %8.2f %10.0f %8.2f %10.2f %6.1f MB %8s\n", l, med(s), med(e), med(x), med(c), med(r), (w[1] == "-" ? "-" : sprintf("%.2f", med(w))) }'
 	done
 fi

@@ -411,7 +411,8 @@ func runAgent(ctx context.Context, cfg config.Config, o agentOptions) error {
 	err = g.Wait()
 	st := pipe.Stats()
 	log.Info("stopped", "events", st.Events, mapAttr("shipped", st.Shipped), "parse_errors", st.ParseErrors,
-		"dead_lettered", st.DeadLettered, "commits", st.Commits, "elapsed", time.Since(start).Round(time.Millisecond).String())
+		"dead_lettered", st.DeadLettered, "commits", st.Commits, "elapsed", time.Since(start).Round(time.Millisecond).String(),
+		"reading_blocked", st.ReadingBlocked.Round(time.Millisecond).String())
 	return err
 }
 

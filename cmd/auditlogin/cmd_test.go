@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
@@ -287,5 +288,46 @@ func TestMapAttrLogsFields(t *testing.T) {
 	slog.New(slog.NewTextHandler(&b, nil)).Info("stopped", mapAttr("shipped", map[string]int64{"kafka": 10, "elasticsearch": 9}))
 	if !strings.Contains(b.String(), "shipped.elasticsearch=9 shipped.kafka=10") || strings.Contains(b.String(), "map[") {
 		t.Fatalf("%s", b.String())
+	}
+}
+
+// A one-shot run ends with one line that sums it up, back-pressure
+// included: how long reading waited for the outputs.
+func TestRunOnceLogsItsSummary(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfg, []byte(`
+inputs:
+  - paths: ["../../examples/audit_login.log"]
+registry: {path: `+dir+`/registry.json}
+outputs:
+  file: {path: `+dir+`/events.ndjson}
+log: {level: info}
+`), 0o644)
+	code, _, stderr := runCmd(t, "", "run", "--once", "--config", cfg)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var summary struct {
+		Msg            string           `json:"msg"`
+		Events         int              `json:"events"`
+		Shipped        map[string]int64 `json:"shipped"`
+		Elapsed        string           `json:"elapsed"`
+		ReadingBlocked string           `json:"reading_blocked"`
+	}
+	for _, line := range strings.Split(stderr, "\n") {
+		if strings.Contains(line, `"msg":"stopped"`) {
+			if err := json.Unmarshal([]byte(line), &summary); err != nil {
+				t.Fatalf("%v: %s", err, line)
+			}
+		}
+	}
+	if summary.Msg != "stopped" || summary.Events != 11 || summary.Shipped["file"] != 11 {
+		t.Fatalf("summary %+v in:\n%s", summary, stderr)
+	}
+	for _, d := range []string{summary.Elapsed, summary.ReadingBlocked} {
+		if v, err := time.ParseDuration(d); err != nil || v < 0 {
+			t.Errorf("duration %q in the summary: %v", d, err)
+		}
 	}
 }
