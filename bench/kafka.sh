@@ -10,10 +10,13 @@
 # with how long its reading waited for acknowledgements (back-pressure).
 # Every run uses acks=all and no compression; each is checked to have
 # delivered every event.
-#   bench/kafka.sh [N] [RUNS]
+# DELAY (a duration such as 20ms) makes the broker answer that much later,
+# as a remote one does (kfake -delay).
+#   bench/kafka.sh [N] [RUNS] [DELAY]
 set -euo pipefail
 N=${1:-1000000}
 RUNS=${2:-1}
+DELAY=${3:-0s}
 cd "$(dirname "$0")/.."
 command -v kcat >/dev/null || { echo "kcat is needed: apt-get install kcat"; exit 1; }
 out=bench/out/kafka
@@ -38,7 +41,7 @@ fresh_broker() { # topic
 	[ -n "$kfake_pid" ] && { kill "$kfake_pid" 2>/dev/null; wait "$kfake_pid" 2>/dev/null || true; }
 	local port; port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 	rm -f "$out/kfake.addr"
-	"$out/kfake" -port "$port" -topics "$1" > "$out/kfake.addr" &
+	"$out/kfake" -port "$port" -topics "$1" -delay "$DELAY" > "$out/kfake.addr" &
 	kfake_pid=$!
 	for _ in $(seq 50); do [ -s "$out/kfake.addr" ] && break; sleep 0.1; done
 	broker=$(cat "$out/kfake.addr")
@@ -64,8 +67,8 @@ YAML
 timed() { /usr/bin/time -f "%e %U %S %M" -o "$1" "${@:2}"; }
 count() { kcat -C -b "$broker" -t "$1" -o beginning -e -q -f '%k\n' | wc -l; }
 
-printf '\n%d events, %.0f MB of NDJSON, into one kfake broker (3 partitions) on this machine (%s cores), acks=all, no compression\n' \
-	"$events" "$(echo "$bytes" | awk '{print $1/1e6}')" "$(nproc)"
+printf '\n%d events, %.0f MB of NDJSON, into one kfake broker (3 partitions, answers %s late) on this machine (%s cores), acks=all, no compression\n' \
+	"$events" "$(echo "$bytes" | awk '{print $1/1e6}')" "$DELAY" "$(nproc)"
 printf '%-64s %8s %10s %8s %10s %9s %8s\n' run seconds events/s "x kcat" "CPU-s/1M" "peak RSS" "waited"
 # waited: how long the agent's reading waited for Kafka's acknowledgements
 # (back-pressure, from the summary it logs at the end of a one-shot run).
