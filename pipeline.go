@@ -53,6 +53,12 @@ type PipelineConfig struct {
 	BatchSize     int           // events per batch (default 1024)
 	FlushInterval time.Duration // a partial batch waits at most this long (default 200ms)
 	MaxInFlight   int           // unacknowledged records before reading blocks (default 4*BatchSize, at least 2*BatchSize)
+	// Adaptive lets each Concurrent output raise its writes in flight up
+	// to four times its Workers while the round trip stays flat (a remote
+	// destination), and the in-flight bound with them: MaxInFlight grows
+	// by BatchSize per write above Workers, to four times MaxInFlight at
+	// most; MaxInFlightBytes still holds. See concurrency.
+	Adaptive bool
 	// MaxInFlightBytes bounds the memory of unacknowledged events: the sum
 	// of their sizes as EstimatedSize counts them (default 8 MiB).
 	MaxInFlightBytes int64
@@ -127,10 +133,12 @@ type Pipeline struct {
 type outState struct {
 	out      Output
 	ch       chan *batch
-	workers  int
-	spool    Spool       // nil: none
-	spooling atomic.Bool // new batches go to the spool (set by the parse goroutine or the feeder in an outage, cleared by the parse goroutine)
-	spoolErr atomic.Bool // the last Append failed
+	workers  int          // the most writes in flight (the adaptive ceiling)
+	conc     *concurrency // the writes in flight allowed now (the output's loop only)
+	limit    atomic.Int32 // conc.limit, for the parse stage's bound
+	spool    Spool        // nil: none
+	spooling atomic.Bool  // new batches go to the spool (set by the parse goroutine or the feeder in an outage, cleared by the parse goroutine)
+	spoolErr atomic.Bool  // the last Append failed
 	down     atomic.Bool
 	shipped  atomic.Int64
 	retries  atomic.Int64
@@ -263,7 +271,10 @@ func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
 		if c, ok := o.(Concurrent); ok && c.Workers() > 0 {
 			w = c.Workers()
 		}
-		p.outs = append(p.outs, &outState{out: o, ch: make(chan *batch, 1), workers: w, spool: cfg.Spools[o.Name()]})
+		conc := newConcurrency(w, cfg.BatchSize, cfg.Adaptive)
+		st := &outState{out: o, ch: make(chan *batch, 1), workers: conc.ceil, conc: conc, spool: cfg.Spools[o.Name()]}
+		st.limit.Store(int32(conc.limit))
+		p.outs = append(p.outs, st)
 	}
 	return p, nil
 }
@@ -728,15 +739,21 @@ func (p *Pipeline) runOutput(ctx, stopCtx context.Context, o *outState) {
 	work := make(chan []*Event)
 	results := make(chan writeResult, o.workers)
 	var wg sync.WaitGroup
-	for range o.workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for unit := range work {
-				results <- p.write(ctx, o, unit)
-			}
-		}()
+	spawned := 0
+	// spawn starts writers up to n: as many as the limit has allowed yet
+	// (an adaptive limit that never grows leaves the others unstarted).
+	spawn := func(n int) {
+		for ; spawned < n; spawned++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for unit := range work {
+					results <- p.write(ctx, o, unit)
+				}
+			}()
+		}
 	}
+	spawn(o.conc.limit)
 	defer func() {
 		close(work)
 		wg.Wait()
@@ -823,7 +840,7 @@ func (p *Pipeline) runOutput(ctx, stopCtx context.Context, o *outState) {
 			}
 			return
 		}
-		limit := o.workers
+		limit := o.conc.limit
 		if o.down.Load() {
 			limit = 1 // an outage: one probe at a time
 		}
@@ -857,6 +874,7 @@ func (p *Pipeline) runOutput(ctx, stopCtx context.Context, o *outState) {
 		select {
 		case send <- unit:
 			inFlight++
+			o.conc.sent(inFlight)
 			retryN = max(retryN-len(unit), 0)
 			queue = queue[len(unit):]
 			if len(queue) == 0 {
@@ -872,6 +890,11 @@ func (p *Pipeline) runOutput(ctx, stopCtx context.Context, o *outState) {
 			inFlight--
 			if ctx.Err() != nil {
 				continue // stopping: nothing more is acknowledged
+			}
+			if o.conc.done(time.Now(), r.took, r.accepted, r.err != nil) {
+				o.limit.Store(int32(o.conc.limit))
+				spawn(o.conc.limit)
+				p.resizeInFlight()
 			}
 			if p.cfg.OnBatch != nil && r.accepted > 0 {
 				p.cfg.OnBatch(name, r.took, r.accepted)
@@ -942,6 +965,21 @@ func (p *Pipeline) runOutput(ctx, stopCtx context.Context, o *outState) {
 		}
 	}
 }
+
+// resizeInFlight sets the in-flight bound to MaxInFlight plus a batch for
+// each write in flight that an output's adaptive limit allows beyond its
+// workers (the most of any output: every event is in flight at all).
+func (p *Pipeline) resizeInFlight() {
+	extra := 0
+	for _, o := range p.outs {
+		extra = max(extra, int(o.limit.Load())-o.conc.floor)
+	}
+	p.tr.setMax(min(adaptiveGrowth*p.cfg.MaxInFlight, p.cfg.MaxInFlight+extra*p.cfg.BatchSize))
+}
+
+// adaptiveGrowth is how many times MaxInFlight the in-flight bound grows
+// to at most with Adaptive (the auto memory limit counts it).
+const adaptiveGrowth = 4
 
 // spoolQueue appends the queue's events that came through memory to o's
 // spool, and returns the queue without them.

@@ -92,6 +92,17 @@ func newTracker(max int, maxBytes int64) *tracker {
 	return t
 }
 
+// setMax changes the bound on records in flight; Track calls waiting for
+// room see a larger one at once.
+func (t *tracker) setMax(n int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if n > t.max {
+		t.cond.Broadcast()
+	}
+	t.max = n
+}
+
 // noByteBound is maxBytes when there is no byte bound.
 const noByteBound = 1 << 62
 

@@ -256,6 +256,13 @@ type Pipeline struct {
 	// should take at most one core from it; 0 for every core. The
 	// GOMAXPROCS environment variable, when set, wins.
 	MaxProcs int `koanf:"max_procs"`
+	// AdaptiveConcurrency lets each network output send up to four times
+	// its workers' requests at once while the destination's round trip
+	// stays flat (a remote broker or cluster), the in-flight bound growing
+	// by a batch for each (max_in_flight_bytes still holds); it stays at
+	// the configured workers for a destination that answers later the more
+	// it is sent. On by default.
+	AdaptiveConcurrency bool `koanf:"adaptive_concurrency"`
 }
 
 // MemoryLimit is pipeline.memory_limit: 0 for auto (a plain 0 in the file
@@ -292,7 +299,8 @@ const memoryLimitBase = 12 << 20
 // EffectiveMemoryLimit is the soft limit to set on the Go runtime, or 0
 // to leave Go's default. Auto is a sum of what the configuration bounds,
 // each counted generously: twice the events in flight (the smaller of
-// max_in_flight × 1 KiB, an event's heap size with its encoding, and
+// max_in_flight × 1 KiB, four times that with adaptive_concurrency, an
+// event's heap size with its encoding, and
 // max_in_flight_bytes: what is in flight plus what was just released),
 // the new-source set (about 24 bytes an entry) and the brute-force table
 // (3.2 MB: it holds about the keys its window holds, 64 bytes each with
@@ -310,6 +318,9 @@ func (c *Config) EffectiveMemoryLimit() int64 {
 	events := int64(c.Pipeline.MaxInFlight)
 	if events <= 0 {
 		events = 4 * int64(c.Pipeline.BatchSize)
+	}
+	if c.Pipeline.AdaptiveConcurrency {
+		events *= 4 // the bound grows up to four times toward a remote destination
 	}
 	inFlight := min(events<<10, int64(c.Pipeline.MaxInFlightBytes))
 	limit := memoryLimitBase + 2*inFlight
@@ -344,7 +355,7 @@ type Log struct {
 func Default() Config {
 	return Config{
 		Registry: Registry{Path: "/var/lib/auditlogin/registry.json", FlushInterval: time.Second, CleanAfter: 72 * time.Hour},
-		Pipeline: Pipeline{BatchSize: 512, FlushInterval: 500 * time.Millisecond, MaxInFlightBytes: 8 << 20,
+		Pipeline: Pipeline{BatchSize: 512, FlushInterval: 500 * time.Millisecond, MaxInFlightBytes: 8 << 20, AdaptiveConcurrency: true,
 			ShutdownTimeout: 10 * time.Second, RetryInitial: 250 * time.Millisecond, RetryMax: 5 * time.Second, MaxProcs: 1},
 		Tail: Tail{ScanInterval: time.Second, PollInterval: 250 * time.Millisecond, RotateWait: 5 * time.Second,
 			CloseInactive: 5 * time.Minute, IdleAfter: 10 * time.Second, MaxLineBytes: 1 << 20, FingerprintBytes: 1024},

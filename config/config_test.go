@@ -260,16 +260,23 @@ func TestMemoryLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 12 MiB + 2 × min(2048 events × 1 KiB, 8 MiB) + brute-force table + 100,000 sources × 24 B.
-	if got, want := def.EffectiveMemoryLimit(), int64(12<<20+2*(2<<20)+3200000+2400000); got != want {
+	// 12 MiB + 2 × min(2048 events × 4 (adaptive) × 1 KiB, 8 MiB) + brute-force table + 100,000 sources × 24 B.
+	if got, want := def.EffectiveMemoryLimit(), int64(12<<20+2*(8<<20)+3200000+2400000); got != want {
 		t.Errorf("default: %d, want %d", got, want)
+	}
+	fixed, err := load("pipeline: {adaptive_concurrency: false}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fixed.EffectiveMemoryLimit(), int64(12<<20+2*(2<<20)+3200000+2400000); got != want {
+		t.Errorf("adaptive_concurrency off: %d, want %d", got, want)
 	}
 	big, err := load("pipeline: {batch_size: 4096, max_in_flight_bytes: 64MiB}\nenrich: {enabled: false}\n")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := big.EffectiveMemoryLimit(), int64(12<<20+2*(16<<20)); got != want {
-		t.Errorf("16384 in flight, no enrichment: %d, want %d", got, want)
+	if got, want := big.EffectiveMemoryLimit(), int64(12<<20+2*(64<<20)); got != want {
+		t.Errorf("16384 in flight (65536 adaptive), no enrichment: %d, want %d", got, want)
 	}
 	for in, want := range map[string]int64{"auto": def.EffectiveMemoryLimit(), "off": 0, "64MiB": 64 << 20, "100000000": 100000000} {
 		c, err := load("pipeline: {memory_limit: " + in + "}\n")

@@ -378,7 +378,7 @@ func runAgent(ctx context.Context, cfg config.Config, o agentOptions) error {
 		Schema:  schema,
 		Outputs: outs, Checkpoint: checkpoint, DeadLetter: dl, Logger: log, Enrich: enrichEvent, Tick: tick, OnBatch: onBatch, Spools: spools, Keep: keep,
 		BatchSize: cfg.Pipeline.BatchSize, FlushInterval: flushInterval(cfg),
-		MaxInFlight: cfg.Pipeline.MaxInFlight, MaxInFlightBytes: int64(cfg.Pipeline.MaxInFlightBytes),
+		MaxInFlight: cfg.Pipeline.MaxInFlight, MaxInFlightBytes: int64(cfg.Pipeline.MaxInFlightBytes), Adaptive: cfg.Pipeline.AdaptiveConcurrency,
 		CommitInterval:  cfg.Registry.FlushInterval,
 		ShutdownTimeout: cfg.Pipeline.ShutdownTimeout,
 		RetryInitial:    cfg.Pipeline.RetryInitial, RetryMax: cfg.Pipeline.RetryMax,
