@@ -128,6 +128,8 @@ type Pipeline struct {
 	errsByFormat map[string]int64
 
 	commitFailures int // consecutive failed commits (committer goroutine, then Run)
+
+	resizeMu sync.Mutex // resizeInFlight
 }
 
 type outState struct {
@@ -970,6 +972,8 @@ func (p *Pipeline) runOutput(ctx, stopCtx context.Context, o *outState) {
 // each write in flight that an output's adaptive limit allows beyond its
 // workers (the most of any output: every event is in flight at all).
 func (p *Pipeline) resizeInFlight() {
+	p.resizeMu.Lock() // outputs' loops call it: the last to set the bound saw every limit
+	defer p.resizeMu.Unlock()
 	extra := 0
 	for _, o := range p.outs {
 		extra = max(extra, int(o.limit.Load())-o.conc.floor)

@@ -263,7 +263,7 @@ func (s *Server) serveMetrics(w http.ResponseWriter, _ *http.Request) {
 	e.family("auditlogin_in_flight_bytes", "gauge", "Bytes of the records in flight, as pipeline.max_in_flight_bytes counts them.")
 	e.sample("auditlogin_in_flight_bytes", float64(st.InFlightBytes))
 	if st.MaxInFlight > 0 {
-		e.family("auditlogin_events_in_flight_max", "gauge", "pipeline.max_in_flight: reading waits while this many records are in flight.")
+		e.family("auditlogin_events_in_flight_max", "gauge", "Reading waits while this many records are in flight: pipeline.max_in_flight, raised by adaptive concurrency toward a distant destination.")
 		e.sample("auditlogin_events_in_flight_max", float64(st.MaxInFlight))
 	}
 	if st.MaxInFlightBytes > 0 {
