@@ -53,11 +53,13 @@ type PipelineConfig struct {
 	BatchSize     int           // events per batch (default 1024)
 	FlushInterval time.Duration // a partial batch waits at most this long (default 200ms)
 	MaxInFlight   int           // unacknowledged records before reading blocks (default 4*BatchSize, at least 2*BatchSize)
-	// Adaptive lets each Concurrent output raise its writes in flight up
-	// to four times its Workers while the round trip stays flat (a remote
-	// destination), and the in-flight bound with them: MaxInFlight grows
-	// by BatchSize per write above Workers, to four times MaxInFlight at
-	// most; MaxInFlightBytes still holds. See concurrency.
+	// Adaptive lets each Concurrent output double its writes in flight,
+	// up to four times its Workers, when its round trip is too long for
+	// Workers writes to carry enoughRate and each doubling delivers more
+	// (a distant destination), and the in-flight bound with them:
+	// MaxInFlight grows by BatchSize per write above Workers, to four
+	// times MaxInFlight at most; MaxInFlightBytes still holds. See
+	// concurrency.
 	Adaptive bool
 	// MaxInFlightBytes bounds the memory of unacknowledged events: the sum
 	// of their sizes as EstimatedSize counts them (default 8 MiB).
