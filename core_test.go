@@ -227,7 +227,7 @@ func TestNewPipelineDefaults(t *testing.T) {
 		t.Fatalf("retry max equal to initial changed to %v", p.cfg.RetryMax)
 	}
 	p, _ = NewPipeline(PipelineConfig{Outputs: []Output{nopOutput{}}, BatchSize: 1, MaxInFlight: 2, Workers: 3, MaxInFlightBytes: 1})
-	if p.cfg.BatchSize != 1 || p.cfg.MaxInFlight != 2 || p.outs[0].workers != 3 || p.cfg.MaxInFlightBytes != 1 {
+	if p.cfg.BatchSize != 1 || p.cfg.MaxInFlight != 2 || p.outs[0].conc.floor != 3 || p.outs[0].conc.ceil != 3 || p.cfg.MaxInFlightBytes != 1 {
 		t.Fatalf("explicit settings changed: %+v", p.cfg)
 	}
 }

@@ -137,7 +137,6 @@ type Pipeline struct {
 type outState struct {
 	out      Output
 	ch       chan *batch
-	workers  int          // the most writes in flight (the adaptive ceiling)
 	conc     *concurrency // the writes in flight allowed now (the output's loop only)
 	limit    atomic.Int32 // conc.limit, for the parse stage's bound
 	spool    Spool        // nil: none
@@ -276,7 +275,7 @@ func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
 			w = c.Workers()
 		}
 		conc := newConcurrency(w, cfg.BatchSize, cfg.Adaptive)
-		st := &outState{out: o, ch: make(chan *batch, 1), workers: conc.ceil, conc: conc, spool: cfg.Spools[o.Name()]}
+		st := &outState{out: o, ch: make(chan *batch, 1), conc: conc, spool: cfg.Spools[o.Name()]}
 		st.limit.Store(int32(conc.limit))
 		p.outs = append(p.outs, st)
 	}
@@ -741,7 +740,7 @@ type writeResult struct {
 // again on restart).
 func (p *Pipeline) runOutput(ctx, stopCtx context.Context, o *outState) {
 	work := make(chan []*Event)
-	results := make(chan writeResult, o.workers)
+	results := make(chan writeResult, o.conc.ceil) // the most writes in flight
 	var wg sync.WaitGroup
 	spawned := 0
 	// spawn starts writers up to n: as many as the limit has allowed yet

@@ -354,40 +354,21 @@ func TestPipelineRefusedItemHoldsOnlyItself(t *testing.T) {
 	}
 }
 
-// distantOutput answers every Write after a fixed delay, however many are
-// in flight: a destination behind a long link (it never queues).
-type distantOutput struct {
-	delay     time.Duration
-	mu        sync.Mutex
-	cur, most int
-	got       map[string]int
-}
-
-func (d *distantOutput) Name() string { return "distant" }
-func (d *distantOutput) Workers() int { return 2 }
-func (d *distantOutput) Close() error { return nil }
-func (d *distantOutput) Write(_ context.Context, batch []*auditlogin.Event) error {
-	d.mu.Lock()
-	d.cur++
-	d.most = max(d.most, d.cur)
-	d.mu.Unlock()
-	time.Sleep(d.delay) // the link's round trip
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.cur--
-	for _, ev := range batch {
-		d.got[ev.Thread]++
-	}
-	return nil
-}
-
 // With Adaptive, an output whose round trip stays the same however many
 // writes are in flight gets more of them (up to four times its workers)
 // and the in-flight bound grows with them; without, it keeps its workers.
 // Every event arrives once either way.
 func TestPipelineAdaptiveConcurrencyTowardADistantOutput(t *testing.T) {
 	for _, adaptive := range []bool{false, true} {
-		out := &distantOutput{delay: 20 * time.Millisecond, got: map[string]int{}}
+		// A destination behind a long link: every write answered 20 ms
+		// later, however many are in flight (it never queues).
+		out := outputtest.NewFake("distant")
+		out.SetWorkers(2)
+		out.HoldWhere(func([]*auditlogin.Event) <-chan struct{} {
+			c := make(chan struct{})
+			time.AfterFunc(20*time.Millisecond, func() { close(c) })
+			return c
+		})
 		cp := &memCheckpoint{}
 		p := newPipeline(t, []auditlogin.Output{out}, cp, nil, func(c *auditlogin.PipelineConfig) { c.Adaptive = adaptive })
 		ch := make(chan []auditlogin.Line)
@@ -412,20 +393,25 @@ func TestPipelineAdaptiveConcurrencyTowardADistantOutput(t *testing.T) {
 				mostInFlight = max(mostInFlight, p.Stats().MaxInFlight)
 			}
 		}
-		if len(out.got) != n {
-			t.Fatalf("adaptive %v: %d events delivered, want %d", adaptive, len(out.got), n)
+		got := map[string]int{}
+		for _, ev := range out.Delivered() {
+			got[ev.Thread]++
 		}
-		for thread, k := range out.got {
+		if len(got) != n {
+			t.Fatalf("adaptive %v: %d events delivered, want %d", adaptive, len(got), n)
+		}
+		for thread, k := range got {
 			if k != 1 {
 				t.Fatalf("adaptive %v: event %s delivered %d times", adaptive, thread, k)
 			}
 		}
+		most := out.MaxInFlight()
 		switch {
-		case !adaptive && (out.most != 2 || mostInFlight != 64):
-			t.Errorf("fixed: %d writes at once (want 2), in-flight bound %d (want 64)", out.most, mostInFlight)
-		case adaptive && (out.most < 6 || mostInFlight <= 64):
-			t.Errorf("adaptive: %d writes at once at most (want up to 8), in-flight bound %d at most (want above 64)", out.most, mostInFlight)
+		case !adaptive && (most != 2 || mostInFlight != 64):
+			t.Errorf("fixed: %d writes at once (want 2), in-flight bound %d (want 64)", most, mostInFlight)
+		case adaptive && (most < 6 || mostInFlight <= 64):
+			t.Errorf("adaptive: %d writes at once at most (want up to 8), in-flight bound %d at most (want above 64)", most, mostInFlight)
 		}
-		t.Logf("adaptive %v: %d writes at once at most, in-flight bound up to %d", adaptive, out.most, mostInFlight)
+		t.Logf("adaptive %v: %d writes at once at most, in-flight bound up to %d", adaptive, most, mostInFlight)
 	}
 }

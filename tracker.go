@@ -248,13 +248,6 @@ func (t *tracker) InFlight() int {
 	return t.inFlight
 }
 
-// InFlightBytes returns the bytes of unacknowledged records.
-func (t *tracker) InFlightBytes() int64 {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.bytes
-}
-
 // load is what is in flight now, the bounds, and how long Track calls have
 // waited for room in all (reading held back by the outputs).
 type load struct {

@@ -32,8 +32,8 @@ func TestTrackerCommitsOnlyContiguousPrefix(t *testing.T) {
 	if d := tr.Dirty(); d[id].Offset != 150 {
 		t.Fatalf("committed %v, want 150", d)
 	}
-	if tr.InFlight() != 0 || tr.InFlightBytes() != 0 {
-		t.Fatalf("in flight %d records, %d bytes", tr.InFlight(), tr.InFlightBytes())
+	if tr.InFlight() != 0 || tr.load().bytes != 0 {
+		t.Fatalf("in flight %d records, %d bytes", tr.InFlight(), tr.load().bytes)
 	}
 }
 
@@ -130,8 +130,8 @@ func TestTrackerBlocksOnBytes(t *testing.T) {
 	if !<-got {
 		t.Fatal("Track failed after ack")
 	}
-	if tr.InFlightBytes() != 10 {
-		t.Fatalf("in flight bytes %d, want 10", tr.InFlightBytes())
+	if tr.load().bytes != 10 {
+		t.Fatalf("in flight bytes %d, want 10", tr.load().bytes)
 	}
 	// 9 more of 10 bytes fill it to 100: the next one waits.
 	for i := int64(2); i < 11; i++ {
@@ -140,7 +140,7 @@ func TestTrackerBlocksOnBytes(t *testing.T) {
 		}
 	}
 	if !tr.full() {
-		t.Fatalf("not full at %d bytes of 100", tr.InFlightBytes())
+		t.Fatalf("not full at %d bytes of 100", tr.load().bytes)
 	}
 }
 
