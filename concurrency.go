@@ -8,32 +8,35 @@ import "time"
 // request concurrency does, reduced to what a login shipper needs.
 //
 // Writes are counted in rounds (four times the limit's worth). At the
-// floor, a round's mean round trip is noted; the least of the last rounds
-// there is the path's round trip when nothing queues. When that round
-// trip is long enough that the floor's writes cannot carry enoughRate
-// events a second (a broker 20 ms away: 2048 events per 20 ms, about
-// 100,000 a second), and the round kept every write slot busy, the limit
-// doubles. A round at the doubled limit that delivered at least a fifth
-// more events a second than the round before the doubling keeps it (and
-// the limit may double again, to the ceiling); one that did not means the
-// requests only queue (at the destination, or in this agent's own core):
-// the limit halves back, and does not double past that for 8 rounds, then
-// 16, up to 64. A failed write, or one with items refused, sets it back
-// to the floor. A broker on this host answers in a few milliseconds at
-// the floor, fast enough: the limit stays there, and so does the memory in
-// flight. Used by the output's loop only (no lock).
+// floor, a round's quickest write is noted; the least of the last rounds
+// there is the path's round trip when nothing queues (a write that found
+// the destination idle: the mean of a round also holds the time each write
+// waited behind the others at a busy broker, which more writes in flight
+// only lengthen). When that round trip is long enough that the floor's
+// writes cannot carry enoughRate events a second (a broker 20 ms away:
+// 2048 events per 20 ms, about 100,000 a second), and the round kept every
+// write slot busy, the limit doubles. A round at the doubled limit that
+// delivered at least a fifth more events a second than the round before
+// the doubling keeps it (and the limit may double again, to the ceiling);
+// one that did not means the requests only queue (at the destination, or
+// in this agent's own core): the limit halves back, and does not double
+// past that for 8 rounds, then 16, up to 64. A failed write, or one with
+// items refused, sets it back to the floor. A broker on this host answers
+// a write that finds it idle in a few milliseconds, however long writes
+// queue behind its pauses: the limit stays at the floor, and so does the
+// memory in flight. Used by the output's loop only (no lock).
 type concurrency struct {
 	floor, ceil, limit int
 	perWrite           int // events a write carries at most
 
-	floorMeans [floorRounds]time.Duration // the last rounds' mean round trips at the floor (0: none)
+	floorLeast [floorRounds]time.Duration // the last rounds' quickest writes at the floor (0: none)
 	next       int
 
 	// the round in progress
 	start     time.Time
 	n, events int
-	sum       time.Duration
-	saturated bool // a write went out at the limit
+	least     time.Duration // its quickest write
+	saturated bool          // a write went out at the limit
 
 	before        float64 // events a second in the last round before the limit doubled (0: not doubled)
 	top           int     // the most the limit doubles to now: the ceiling, or less for hold rounds
@@ -41,7 +44,8 @@ type concurrency struct {
 }
 
 // floorRounds is how many rounds at the floor the path's round trip is the
-// least of (a burst of slow answers does not count as the path).
+// least of (a burst of slow answers does not count as the path, nor does
+// a destination that was slow for a while stay judged by it).
 const floorRounds = 8
 
 // enoughRate is the rate, in events a second, above which more writes in
@@ -70,7 +74,7 @@ func (c *concurrency) sent(inFlight int) {
 func (c *concurrency) path() (time.Duration, bool) {
 	var least time.Duration
 	seen := 0
-	for _, m := range c.floorMeans {
+	for _, m := range c.floorLeast {
 		if m > 0 {
 			seen++
 			if least == 0 || m < least {
@@ -91,7 +95,7 @@ func (c *concurrency) done(now time.Time, took time.Duration, events int, failed
 	old := c.limit
 	if failed {
 		c.limit, c.before = c.floor, 0
-		c.n, c.events, c.sum, c.saturated, c.start = 0, 0, 0, false, now
+		c.n, c.events, c.least, c.saturated, c.start = 0, 0, 0, false, now
 		return c.limit != old
 	}
 	if c.n == 0 && c.start.IsZero() {
@@ -99,16 +103,18 @@ func (c *concurrency) done(now time.Time, took time.Duration, events int, failed
 	}
 	c.n++
 	c.events += events
-	c.sum += took
+	if c.least == 0 || took < c.least {
+		c.least = max(took, time.Nanosecond)
+	}
 	if c.n < 4*c.limit {
 		return false
 	}
-	mean := c.sum / time.Duration(c.n)
+	least := c.least
 	rate := float64(c.events) / max(now.Sub(c.start), time.Microsecond).Seconds()
 	saturated := c.saturated
-	c.n, c.events, c.sum, c.saturated, c.start = 0, 0, 0, false, now
+	c.n, c.events, c.least, c.saturated, c.start = 0, 0, 0, false, now
 	if c.limit == c.floor {
-		c.floorMeans[c.next] = mean
+		c.floorLeast[c.next] = least
 		c.next = (c.next + 1) % floorRounds
 	}
 	if c.hold > 0 {

@@ -73,6 +73,33 @@ func TestConcurrencyStaysNearBy(t *testing.T) {
 	}
 }
 
+// A broker on this host that is slow to answer while busy (the writes
+// queue behind each other and behind its pauses: 12 ms and more at the
+// floor, longer than the floor's writes can carry enoughRate over) but
+// answers a write that finds it idle in 2 ms: that is the path, near, and
+// the limit stays at the floor, with the memory in flight. (Judged by the
+// rounds' mean round trips, it doubled here.)
+func TestConcurrencyStaysNearByWhileItsWritesQueue(t *testing.T) {
+	c := newConcurrency(4, 512, true)
+	i := 0
+	busy := func(limit int) time.Duration {
+		i++
+		if i%(4*limit) == 0 {
+			return 2 * time.Millisecond
+		}
+		return time.Duration(limit) * 3 * time.Millisecond
+	}
+	if above := rounds(c, 400, busy); above != 0 || c.limit != 4 {
+		t.Fatalf("limit %d, %d of 400 rounds above the floor toward a near broker that queues", c.limit, above)
+	}
+	// The same broker 20 ms away: no write is quicker than the path.
+	far := func(limit int) time.Duration { return 20*time.Millisecond + busy(limit) }
+	rounds(c, floorRounds, far)
+	if c.limit == 4 {
+		t.Fatalf("limit %d toward the same broker 20 ms away", c.limit)
+	}
+}
+
 // A distant broker that queues what it is sent (its round trip grows with
 // the requests in flight) gets a try now and then, rarer each time.
 func TestConcurrencyBacksOffFromADistantBrokerThatQueues(t *testing.T) {
