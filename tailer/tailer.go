@@ -987,12 +987,10 @@ func (h *harvester) readOnce(ctx context.Context) (int64, error) {
 		h.truncated(ctx, "file is shorter than the read offset")
 		return 1, nil
 	}
-	if size == h.off {
-		h.lastSize = size
-		return 0, nil
-	}
 	// Same size or larger, but other first bytes: truncated and rewritten
-	// between two looks (copytruncate followed by fast writes).
+	// between two looks (copytruncate followed by fast writes). At the
+	// same size too: rewritten to exactly the length read, nothing else
+	// would tell, and the new lines would wait for the next write.
 	if same, err := h.sameStart(); err != nil {
 		return 0, err
 	} else if !same {
@@ -1000,6 +998,9 @@ func (h *harvester) readOnce(ctx context.Context) (int64, error) {
 		return 1, nil
 	}
 	h.lastSize = size
+	if size == h.off {
+		return 0, nil
+	}
 
 	want := int64(h.t.cfg.ReadSize)
 	c := h.t.getChunk()
