@@ -184,6 +184,7 @@ type Kafka struct {
 	Brokers         []string      `koanf:"brokers"`
 	Topic           string        `koanf:"topic"`
 	Key             string        `koanf:"key"`
+	Headers         []string      `koanf:"headers"` // message headers: event fields, or hostname (the agent's); none by default
 	Compression     string        `koanf:"compression"`
 	RequiredAcks    string        `koanf:"required_acks"`
 	BatchSize       int           `koanf:"batch_size"`
@@ -835,6 +836,19 @@ func (c *Config) Validate(knownFormat func(string) bool, formats []string) error
 				}
 			}
 			add(path, "%q (expected %s)", v, strings.Join(allowed, ", "))
+		}
+		if !auditlogin.ValidField(k.Key) {
+			add("outputs.kafka.key", "unknown field %q (expected %s or fields.NAME)", k.Key, strings.Join(auditlogin.FieldNames, ", "))
+		}
+		seenHeader := map[string]bool{}
+		for i, h := range k.Headers {
+			switch {
+			case h != "hostname" && !auditlogin.ValidField(h):
+				add(fmt.Sprintf("outputs.kafka.headers[%d]", i), "unknown field %q (expected hostname, the agent's host name, or an event field: %s, fields.NAME)", h, strings.Join(auditlogin.FieldNames, ", "))
+			case seenHeader[h]:
+				add(fmt.Sprintf("outputs.kafka.headers[%d]", i), "%q twice", h)
+			}
+			seenHeader[h] = true
 		}
 		oneOf("outputs.kafka.compression", k.Compression, "none", "gzip", "snappy", "lz4", "zstd")
 		oneOf("outputs.kafka.required_acks", k.RequiredAcks, "all", "one", "none")

@@ -162,6 +162,53 @@ fields: {ok: 1, list: [a, b], nested: {a: b}}
 	}
 }
 
+// The Kafka output's key and headers name event fields; a wrong one is
+// refused at start by its path, with what is expected.
+func TestKafkaKeyAndHeadersNameFields(t *testing.T) {
+	p := write(t, `
+inputs: [{paths: [/a]}]
+outputs:
+  kafka: {brokers: ["k:9092"], topic: t, key: usr, headers: [id, format, hostname, agent, id]}
+`)
+	cfg, err := Load(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = cfg.Validate(known, formats)
+	if err == nil {
+		t.Fatal("invalid key and headers accepted")
+	}
+	for _, want := range []string{
+		`outputs.kafka.key: unknown field "usr" (expected id, ts,`,
+		`outputs.kafka.headers[3]: unknown field "agent" (expected hostname, the agent's host name, or an event field: id, ts,`,
+		`outputs.kafka.headers[4]: "id" twice`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%s", want, err)
+		}
+	}
+	for _, bad := range []string{"headers[0]", "headers[1]", "headers[2]"} {
+		if strings.Contains(err.Error(), bad) {
+			t.Errorf("%s is valid, but:\n%s", bad, err)
+		}
+	}
+	// None by default; fields.NAME is a field.
+	p = write(t, "inputs: [{paths: [/a]}]\noutputs:\n  kafka: {brokers: [\"k:9092\"], topic: t, key: fields.dc, headers: [fields.dc, myhost]}\n")
+	if cfg, err = Load(p, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(known, formats); err != nil {
+		t.Fatal(err)
+	}
+	p = write(t, "inputs: [{paths: [/a]}]\noutputs:\n  kafka: {brokers: [\"k:9092\"], topic: t}\n")
+	if cfg, err = Load(p, nil); err != nil {
+		t.Fatal(err)
+	}
+	if h := cfg.Outputs.Kafka.Headers; len(h) != 0 {
+		t.Fatalf("default headers %v, want none", h)
+	}
+}
+
 func TestNoOutputsIsAnError(t *testing.T) {
 	p := write(t, "inputs:\n  - paths: [/a]\n")
 	cfg, err := Load(p, nil)

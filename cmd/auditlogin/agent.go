@@ -86,7 +86,7 @@ func buildOutputs(cfg config.Config, w io.Writer, log *slog.Logger) ([]auditlogi
 	if k := cfg.Outputs.Kafka; k != nil {
 		host, _ := os.Hostname()
 		kc := kafka.Config{
-			Brokers: k.Brokers, Topic: k.Topic, Key: k.Key, Compression: k.Compression, RequiredAcks: k.RequiredAcks,
+			Brokers: k.Brokers, Topic: k.Topic, Key: k.Key, Headers: k.Headers, Compression: k.Compression, RequiredAcks: k.RequiredAcks,
 			BatchSize: k.BatchSize, BatchBytes: int64(k.BatchBytes), Workers: k.Workers, Logger: log,
 			MaxMessageBytes: int(k.MaxMessageBytes), Timeout: k.Timeout, RetryInitial: k.RetryInitial, RetryMax: k.RetryMax,
 			ClientID: k.ClientID, AutoCreateTopic: *k.AutoCreateTopic, AgentHostname: host,

@@ -50,9 +50,13 @@ import (
 
 // Config configures the output. Zero values take the defaults noted.
 type Config struct {
-	Brokers         []string
-	Topic           string        // fixed, or a template: mysql-logins-${myhost}
-	Key             string        // event field used as message key ("id")
+	Brokers []string
+	Topic   string // fixed, or a template: mysql-logins-${myhost}
+	Key     string // event field used as message key ("id")
+	// Headers names the message headers, each an event field (its value
+	// the field's) or "hostname" (the agent's host name); none by default,
+	// as the event's JSON holds them.
+	Headers         []string
 	Compression     string        // none, gzip, snappy, lz4, zstd ("none")
 	RequiredAcks    string        // all, one, none ("all")
 	BatchSize       int           // messages per produce request (1000)
@@ -66,7 +70,7 @@ type Config struct {
 	AutoCreateTopic bool // let the broker create a missing topic (it must allow it too)
 	TLS             *TLS
 	SASL            *SASL
-	AgentHostname   string // the "hostname" header
+	AgentHostname   string // the "hostname" header's value
 	Logger          *slog.Logger
 }
 
@@ -109,6 +113,25 @@ func TopicFields(topic string) ([]string, error) {
 		out = append(out, m[1])
 	}
 	return out, nil
+}
+
+// HostnameHeader is the header name that holds the agent's host name.
+const HostnameHeader = "hostname"
+
+// ValidHeaders checks the names of Config.Headers, the error naming the
+// first wrong one by its index.
+func ValidHeaders(names []string) error {
+	seen := map[string]bool{}
+	for i, h := range names {
+		switch {
+		case h != HostnameHeader && !auditlogin.ValidField(h):
+			return fmt.Errorf("headers[%d]: unknown field %q (expected hostname, %s or fields.NAME)", i, h, strings.Join(auditlogin.FieldNames, ", "))
+		case seen[h]:
+			return fmt.Errorf("headers[%d]: %q twice", i, h)
+		}
+		seen[h] = true
+	}
+	return nil
 }
 
 func (c *Config) defaults() {
@@ -189,6 +212,9 @@ func New(cfg Config) (*Output, error) {
 	}
 	if !auditlogin.ValidField(cfg.Key) {
 		return nil, fmt.Errorf("key: unknown field %q", cfg.Key)
+	}
+	if err := ValidHeaders(cfg.Headers); err != nil {
+		return nil, err
 	}
 	codec, ok := Codecs[cfg.Compression]
 	if !ok {
@@ -276,7 +302,11 @@ func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)
 // record batch: key, value, headers and the record's own framing.
 func (o *Output) messageSize(ev *auditlogin.Event) int {
 	key, _ := ev.Field(o.cfg.Key)
-	return len(key) + len(ev.Encoded) + len(ev.ID) + len(ev.Format) + len(o.cfg.AgentHostname) + 96
+	n := len(key) + len(ev.Encoded) + 32
+	for _, h := range o.cfg.Headers {
+		n += len(h) + len(headerValue(ev, h, o.cfg.AgentHostname)) + 20
+	}
+	return n
 }
 
 var balancer = &kafkago.Murmur2Balancer{}
@@ -461,7 +491,7 @@ func groupByLeader(reqs []*request) [][]*request {
 }
 
 func (o *Output) recordSet(batch []*auditlogin.Event, idx []int) protocol.RawRecordSet {
-	rb := &recordBatch{batch: batch, idx: idx, key: o.cfg.Key, hostname: o.cfg.AgentHostname, ts: time.Now().UnixMilli()}
+	rb := &recordBatch{batch: batch, idx: idx, key: o.cfg.Key, headers: o.cfg.Headers, hostname: o.cfg.AgentHostname, ts: time.Now().UnixMilli()}
 	if o.codec != 0 {
 		rb.codec = o.codec.Codec()
 	}

@@ -23,6 +23,7 @@ type recordBatch struct {
 	batch    []*auditlogin.Event
 	idx      []int
 	key      string
+	headers  []string // Config.Headers
 	hostname string
 	ts       int64 // milliseconds: the request's time, every record's
 	codec    compress.Codec
@@ -75,13 +76,11 @@ func (b *recordBatch) record(i int, buf []byte, fn func(head, value, tail []byte
 	key, _ := ev.Field(b.key)
 	value := ev.Encoded
 	buf = buf[:0]
-	buf = binary.AppendVarint(buf, 3) // headers: id, format, hostname
-	buf = appendVarBytes(buf, "id")
-	buf = appendVarBytes(buf, ev.ID)
-	buf = appendVarBytes(buf, "format")
-	buf = appendVarBytes(buf, ev.Format)
-	buf = appendVarBytes(buf, "hostname")
-	buf = appendVarBytes(buf, b.hostname)
+	buf = binary.AppendVarint(buf, int64(len(b.headers)))
+	for _, h := range b.headers {
+		buf = appendVarBytes(buf, h)
+		buf = appendVarBytes(buf, headerValue(ev, h, b.hostname))
+	}
 	tail := len(buf)
 	buf = append(buf, 0)              // attributes
 	buf = binary.AppendVarint(buf, 0) // timestamp delta
@@ -94,6 +93,15 @@ func (b *recordBatch) record(i int, buf []byte, fn func(head, value, tail []byte
 	buf = append(buf, buf[tail:head]...)
 	fn(buf[head:], value, buf[:tail])
 	return buf
+}
+
+// headerValue is the value of the header named h (a Config.Headers name).
+func headerValue(ev *auditlogin.Event, h, hostname string) string {
+	if h == HostnameHeader {
+		return hostname
+	}
+	v, _ := ev.Field(h)
+	return v
 }
 
 // appendVarBytes appends s with its length as a zigzag varint.
