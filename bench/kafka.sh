@@ -8,6 +8,8 @@
 # default (the event id as key, so spread over the partitions), to show
 # what that shape costs a producer by itself. The agent's rows end
 # with how long its reading waited for acknowledgements (back-pressure).
+# The last column is the CPU the broker took for the run (kfake shares the
+# two cores: when it is slow, everyone's rate is).
 # Every run uses acks=all and no compression; each is checked to have
 # delivered every event.
 # DELAY (a duration such as 20ms) makes the broker answer that much later,
@@ -65,39 +67,46 @@ YAML
 
 # time -f: elapsed, user+system CPU seconds, peak RSS (KiB)
 timed() { /usr/bin/time -f "%e %U %S %M" -o "$1" "${@:2}"; }
+# broker_cpu FILE: the broker's CPU seconds so far (before counting reads it).
+broker_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f\n", ($14 + $15) / hz }' "/proc/$kfake_pid/stat" > "$1"; }
 count() { kcat -C -b "$broker" -t "$1" -o beginning -e -q -f '%k\n' | wc -l; }
 
 printf '\n%d events, %.0f MB of NDJSON, into one kfake broker (3 partitions, answers %s late) on this machine (%s cores), acks=all, no compression\n' \
 	"$events" "$(echo "$bytes" | awk '{print $1/1e6}')" "$DELAY" "$(nproc)"
-printf '%-64s %8s %10s %8s %10s %9s %8s\n' run seconds events/s "x kcat" "CPU-s/1M" "peak RSS" "waited"
+printf '%-64s %8s %10s %8s %10s %9s %8s %8s\n' run seconds events/s "x kcat" "CPU-s/1M" "peak RSS" "waited" "broker"
 # waited: how long the agent's reading waited for Kafka's acknowledgements
 # (back-pressure, from the summary it logs at the end of a one-shot run).
 row() { # label timefile kcat-seconds [agent log]
 	read -r s u sy rss < "$2"
+	local b; b=$(cat "${2%.time}.broker")
 	local w=-
 	[ -n "${4:-}" ] && w=$(grep -o '"reading_blocked":"[^"]*"' "$4" | cut -d'"' -f4 | awk '{ v = $1
 		if (v ~ /ms$/) { sub(/ms$/, "", v); v /= 1000 } else if (v ~ /[0-9]s$/) { sub(/s$/, "", v) } else v = 0
 		printf "%.2f", v }')
-	awk -v l="$1" -v e="$events" -v s="$s" -v u="$u" -v sy="$sy" -v rss="$rss" -v k="$3" -v w="${w:--}" 'BEGIN {
-		printf "%-64s %8.2f %10.0f %8.2f %10.2f %6.1f MB %8s\n", l, s, e/s, (k > 0 ? k/s : 1), (u+sy)/(e/1e6), rss/1024, w }'
+	awk -v l="$1" -v e="$events" -v s="$s" -v u="$u" -v sy="$sy" -v rss="$rss" -v k="$3" -v w="${w:--}" -v b="$b" 'BEGIN {
+		printf "%-64s %8.2f %10.0f %8.2f %10.2f %6.1f MB %8s %8s\n", l, s, e/s, (k > 0 ? k/s : 1), (u+sy)/(e/1e6), rss/1024, w, b }'
 }
 for r in $(seq "$RUNS"); do
 	fresh_broker "bench-kcat-$r"
 	timed "$out/kcat.time" kcat -P -b "$broker" -t "bench-kcat-$r" -X acks=all -l "$out/events.ndjson"
+	broker_cpu "$out/kcat.broker"
 	read -r ks _ < "$out/kcat.time"
 	fresh_broker "bench-kcatkeyed-$r"
 	timed "$out/kcatkeyed.time" kcat -P -b "$broker" -t "bench-kcatkeyed-$r" -X acks=all -K '\t' -l "$out/keyed.ndjson"
+	broker_cpu "$out/kcatkeyed.broker"
 	got=$(count "bench-kcatkeyed-$r")
 	[ "$got" -ge "$events" ] || { echo "topic bench-kcatkeyed-$r holds $got messages, want $events"; exit 1; }
 	fresh_broker "bench-default-$r"
 	config "default-$r" "bench-default-$r" "" ""
 	timed "$out/default.time" "$out/auditlogin" run --once --config "$out/default-$r.yaml" 2> "$out/default-$r.log"
+	broker_cpu "$out/default.broker"
 	got=$(count "bench-default-$r")
 	[ "$got" -ge "$events" ] || { echo "topic bench-default-$r holds $got messages, want $events"; exit 1; }
 	fresh_broker "bench-tuned-$r"
 	config "tuned-$r" "bench-tuned-$r" ", workers: 8, batch_bytes: 1MB" "pipeline: {batch_size: 4096, max_in_flight_bytes: 16MiB, max_procs: 0}
 enrich: {enabled: false}"
 	timed "$out/tuned.time" "$out/auditlogin" run --once --config "$out/tuned-$r.yaml" 2> "$out/tuned-$r.log"
+	broker_cpu "$out/tuned.broker"
 	got=$(count "bench-tuned-$r")
 	[ "$got" -ge "$events" ] || { echo "topic bench-tuned-$r holds $got messages, want $events"; exit 1; }
 	row "kcat -P of the same NDJSON (run $r)" "$out/kcat.time" 0 | tee -a "$out/rows"
@@ -110,9 +119,9 @@ done
 if [ "$RUNS" -gt 1 ]; then
 	echo "medians over $RUNS runs:"
 	for what in "kcat -P of:kcat -P" "kcat -P, keyed:kcat -P, the agent's messages" "auditlogin, default:auditlogin, default" "auditlogin, tuned:auditlogin, tuned"; do
-		grep "^${what%%:*}" "$out/rows" | awk -v l="${what#*:}" '{ n++; s[n]=$(NF-6); e[n]=$(NF-5); x[n]=$(NF-4); c[n]=$(NF-3); r[n]=$(NF-2); w[n]=$NF }
+		grep "^${what%%:*}" "$out/rows" | awk -v l="${what#*:}" '{ n++; s[n]=$(NF-7); e[n]=$(NF-6); x[n]=$(NF-5); c[n]=$(NF-4); r[n]=$(NF-3); w[n]=$(NF-1); b[n]=$NF }
 		function med(a,  i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
 			return n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2 }
-		END { printf "%-64s %8.2f %10.0f %8.2f %10.2f %6.1f MB %8s\n", l, med(s), med(e), med(x), med(c), med(r), (w[1] == "-" ? "-" : sprintf("%.2f", med(w))) }'
+		END { printf "%-64s %8.2f %10.0f %8.2f %10.2f %6.1f MB %8s %8.2f\n", l, med(s), med(e), med(x), med(c), med(r), (w[1] == "-" ? "-" : sprintf("%.2f", med(w))), med(b) }'
 	done
 fi
