@@ -1,7 +1,10 @@
 // Command kfake runs an in-memory Kafka-protocol broker (franz-go's kfake) on
 // 127.0.0.1 for benchmarks and manual tries: kfake -port 9092 -topics a,b.
 // It prints its address and runs until interrupted. With -delay, every byte
-// it sends arrives that much later: a remote broker's latency.
+// it sends arrives that much later: a remote broker's latency. With -stats
+// it prints, on exit, the requests it answered by kind and version, and the
+// partition batches the produce requests held (a producer that sends few,
+// full batches costs a broker less than one that sends many small ones).
 package main
 
 import (
@@ -11,9 +14,11 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 func main() {
@@ -21,6 +26,7 @@ func main() {
 	topics := flag.String("topics", "", "comma-separated topics to create")
 	partitions := flag.Int("partitions", 3, "partitions per created topic")
 	delay := flag.Duration("delay", 0, "one-way latency added to everything the broker sends (a remote broker: its round trip)")
+	stats := flag.Bool("stats", false, "on exit, print to stderr how many requests of each kind it answered, and the partition batches produce requests held")
 	flag.Parse()
 	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.Ports(*port), kfake.AllowAutoTopicCreation()}
 	if *delay > 0 {
@@ -41,8 +47,36 @@ func main() {
 		os.Exit(1)
 	}
 	defer c.Close()
+	if *stats {
+		defer countRequests(c)()
+	}
 	fmt.Println(strings.Join(c.ListenAddrs(), ","))
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	<-sig
+}
+
+// countRequests counts every request the cluster answers from now on; the
+// function it returns prints the counts.
+func countRequests(c *kfake.Cluster) func() {
+	var mu sync.Mutex
+	counts := map[string]int{}
+	batches := 0
+	c.Control(func(r kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		mu.Lock()
+		defer mu.Unlock()
+		counts[fmt.Sprintf("%s v%d", kmsg.NameForKey(r.Key()), r.GetVersion())]++
+		if p, ok := r.(*kmsg.ProduceRequest); ok {
+			for _, t := range p.Topics {
+				batches += len(t.Partitions)
+			}
+		}
+		return nil, nil, false // answered as usual
+	})
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(os.Stderr, "kfake answered %v; produce requests held %d partition batches\n", counts, batches)
+	}
 }
