@@ -25,6 +25,11 @@ type PipelineConfig struct {
 	// dead-lettered) a batch, with the time that took, retries included.
 	OnBatch func(output string, took time.Duration, events int)
 
+	// OnInFlightBound, when set, is called with the in-flight bound (in
+	// events) each time Adaptive changes it, before reading may use the
+	// new room (a memory limit derived from it follows it up and down).
+	OnInFlightBound func(events int)
+
 	// Enrich, when set, is called for each event after parsing and
 	// Normalize (id, canonical ip), before the event is encoded.
 	Enrich func(*Event)
@@ -131,7 +136,8 @@ type Pipeline struct {
 
 	commitFailures int // consecutive failed commits (committer goroutine, then Run)
 
-	resizeMu sync.Mutex // resizeInFlight
+	resizeMu      sync.Mutex // resizeInFlight
+	inFlightBound int        // the bound resizeInFlight set last (0: MaxInFlight, as at start)
 }
 
 type outState struct {
@@ -979,7 +985,15 @@ func (p *Pipeline) resizeInFlight() {
 	for _, o := range p.outs {
 		extra = max(extra, int(o.limit.Load())-o.conc.floor)
 	}
-	p.tr.setMax(min(adaptiveGrowth*p.cfg.MaxInFlight, p.cfg.MaxInFlight+extra*p.cfg.BatchSize))
+	bound := min(adaptiveGrowth*p.cfg.MaxInFlight, p.cfg.MaxInFlight+extra*p.cfg.BatchSize)
+	if cur := p.inFlightBound; bound == cur || (cur == 0 && bound == p.cfg.MaxInFlight) {
+		return
+	}
+	p.inFlightBound = bound
+	if p.cfg.OnInFlightBound != nil {
+		p.cfg.OnInFlightBound(bound)
+	}
+	p.tr.setMax(bound)
 }
 
 // adaptiveGrowth is how many times MaxInFlight the in-flight bound grows

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -370,7 +371,16 @@ func TestPipelineAdaptiveConcurrencyTowardADistantOutput(t *testing.T) {
 			return c
 		})
 		cp := &memCheckpoint{}
-		p := newPipeline(t, []auditlogin.Output{out}, cp, nil, func(c *auditlogin.PipelineConfig) { c.Adaptive = adaptive })
+		var boundMu sync.Mutex
+		var bounds []int // what OnInFlightBound was told
+		p := newPipeline(t, []auditlogin.Output{out}, cp, nil, func(c *auditlogin.PipelineConfig) {
+			c.Adaptive = adaptive
+			c.OnInFlightBound = func(events int) {
+				boundMu.Lock()
+				bounds = append(bounds, events)
+				boundMu.Unlock()
+			}
+		})
 		ch := make(chan []auditlogin.Line)
 		done := make(chan error)
 		go func() { done <- p.Run(context.Background(), ch) }()
@@ -412,6 +422,23 @@ func TestPipelineAdaptiveConcurrencyTowardADistantOutput(t *testing.T) {
 		case adaptive && (most < 6 || mostInFlight <= 64):
 			t.Errorf("adaptive: %d writes at once at most (want up to 8), in-flight bound %d at most (want above 64)", most, mostInFlight)
 		}
-		t.Logf("adaptive %v: %d writes at once at most, in-flight bound up to %d", adaptive, most, mostInFlight)
+		// OnInFlightBound heard of every change:
+		// its largest is the largest bound seen, never the same twice in a
+		// row; nothing when the bound is fixed.
+		boundMu.Lock()
+		told := slices.Clone(bounds)
+		boundMu.Unlock()
+		switch {
+		case !adaptive && len(told) != 0:
+			t.Errorf("fixed: OnInFlightBound called with %v", told)
+		case adaptive && (len(told) == 0 || slices.Max(told) < mostInFlight):
+			t.Errorf("adaptive: OnInFlightBound called with %v, the bound reached %d", told, mostInFlight)
+		}
+		for i := 1; i < len(told); i++ {
+			if told[i] == told[i-1] {
+				t.Errorf("OnInFlightBound told %d twice in a row: %v", told[i], told)
+			}
+		}
+		t.Logf("adaptive %v: %d writes at once at most, in-flight bound up to %d, bounds told %v", adaptive, most, mostInFlight, told)
 	}
 }

@@ -249,8 +249,10 @@ type Pipeline struct {
 	RetryMax         time.Duration `koanf:"retry_max"`
 	// MemoryLimit is the soft limit on the Go runtime's memory
 	// (debug.SetMemoryLimit): auto (the default) derives it from the
-	// bounds above and the enrichment tables, off leaves Go's default, or
-	// a size. The GOMEMLIMIT environment variable, when set, wins.
+	// bounds above and the enrichment tables (following the in-flight
+	// bound as adaptive concurrency raises and lowers it), off leaves Go's
+	// default, or a size. The GOMEMLIMIT environment variable, when set,
+	// wins.
 	MemoryLimit MemoryLimit `koanf:"memory_limit"`
 	// MaxProcs is how many cores run the agent's Go code at once
 	// (GOMAXPROCS): 1 by default, as a login shipper beside a database
@@ -297,33 +299,44 @@ func (m *MemoryLimit) UnmarshalText(text []byte) error {
 // at this base (gctrace) and the run's CPU did not move from 16 MiB.
 const memoryLimitBase = 12 << 20
 
-// EffectiveMemoryLimit is the soft limit to set on the Go runtime, or 0
-// to leave Go's default. Auto is a sum of what the configuration bounds,
-// each counted generously: twice the events in flight (the smaller of
-// max_in_flight × 1 KiB, four times that with adaptive_concurrency, an
-// event's heap size with its encoding, and
-// max_in_flight_bytes: what is in flight plus what was just released),
-// the new-source set (about 24 bytes an entry) and the brute-force table
-// (3.2 MB: it holds about the keys its window holds, 64 bytes each with
-// the default threshold; a flood of 50,000 sources failing within the
-// window fills it). It is a soft limit: a heap
-// above it only makes the collector run more often (Go caps that at half
-// the CPU), never fails an allocation.
-func (c *Config) EffectiveMemoryLimit() int64 {
+// EffectiveMemoryLimit is the soft limit to set on the Go runtime at
+// start, or 0 to leave Go's default: MemoryLimitFor the configured
+// in-flight bound.
+func (c *Config) EffectiveMemoryLimit() int64 { return c.MemoryLimitFor(0) }
+
+// AutoMemoryLimit reports whether the memory limit is auto, and so
+// follows the in-flight bound (MemoryLimitFor) as adaptive concurrency
+// changes it.
+func (c *Config) AutoMemoryLimit() bool { return c.Pipeline.MemoryLimit == 0 }
+
+// MemoryLimitFor is the soft limit for an in-flight bound of events (0:
+// max_in_flight, as at start; adaptive concurrency raises it toward a
+// distant destination, up to four times, and lowers it back). Auto is a
+// sum of what the configuration bounds, each counted generously: twice the
+// events in flight (the smaller of events × 1 KiB, an event's heap size
+// with its encoding, and max_in_flight_bytes: what is in flight plus what
+// was just released), the new-source set (about 24 bytes an entry) and the
+// brute-force table (3.2 MB: it holds about the keys its window holds, 64
+// bytes each with the default threshold; a flood of 50,000 sources failing
+// within the window fills it). It is a soft limit: a heap above it only
+// makes the collector run more often (Go caps that at half the CPU), never
+// fails an allocation. An explicit limit, or off, is the same whatever the
+// bound.
+func (c *Config) MemoryLimitFor(events int) int64 {
 	switch {
 	case c.Pipeline.MemoryLimit < 0:
 		return 0
 	case c.Pipeline.MemoryLimit > 0:
 		return int64(c.Pipeline.MemoryLimit)
 	}
-	events := int64(c.Pipeline.MaxInFlight)
-	if events <= 0 {
-		events = 4 * int64(c.Pipeline.BatchSize)
+	n := int64(events)
+	if n <= 0 {
+		n = int64(c.Pipeline.MaxInFlight)
 	}
-	if c.Pipeline.AdaptiveConcurrency {
-		events *= 4 // the bound grows up to four times toward a remote destination
+	if n <= 0 {
+		n = 4 * int64(c.Pipeline.BatchSize)
 	}
-	inFlight := min(events<<10, int64(c.Pipeline.MaxInFlightBytes))
+	inFlight := min(n<<10, int64(c.Pipeline.MaxInFlightBytes))
 	limit := memoryLimitBase + 2*inFlight
 	if c.Enrich.Enabled {
 		limit += 100000 * 32

@@ -382,6 +382,7 @@ func runAgent(ctx context.Context, cfg config.Config, o agentOptions) error {
 		CommitInterval:  cfg.Registry.FlushInterval,
 		ShutdownTimeout: cfg.Pipeline.ShutdownTimeout,
 		RetryInitial:    cfg.Pipeline.RetryInitial, RetryMax: cfg.Pipeline.RetryMax,
+		OnInFlightBound: memoryLimitFollower(cfg, log),
 	})
 	if err != nil {
 		closeAll()
@@ -439,6 +440,20 @@ func applyMaxProcs(cfg config.Config, log *slog.Logger) {
 		return
 	}
 	log.Debug("cores the agent runs on", "max_procs", setMaxProcs(cfg.Pipeline.MaxProcs))
+}
+
+// memoryLimitFollower returns the pipeline's OnInFlightBound when the
+// memory limit is auto (and GOMEMLIMIT not given): the limit then follows
+// the in-flight bound as adaptive concurrency raises and lowers it, so
+// that room for four times the events in flight is not left to the heap
+// (and to the RSS) while the bound stays where it started.
+func memoryLimitFollower(cfg config.Config, log *slog.Logger) func(int) {
+	if os.Getenv("GOMEMLIMIT") != "" || !cfg.AutoMemoryLimit() || !cfg.Pipeline.AdaptiveConcurrency {
+		return nil
+	}
+	return func(events int) {
+		log.Debug("Go memory limit follows the in-flight bound", "max_in_flight", events, "memory_limit", setMemoryLimit(cfg.MemoryLimitFor(events)))
+	}
 }
 
 // applyMemoryLimit sets pipeline.memory_limit on the Go runtime, unless

@@ -36,6 +36,9 @@ type Server struct {
 	ItemFault func(index, id string) int
 	// Down makes every request fail with 503 (a cluster that is unavailable).
 	Down bool
+	// BulkDelay answers every bulk request that much later, however many
+	// are in flight: a cluster far away (it never queues).
+	BulkDelay time.Duration
 	// Username/Password or APIKey, when set, are required.
 	Username, Password, APIKey string
 	// MaxBuckets is search.max_buckets: a search whose aggregations would
@@ -219,7 +222,7 @@ func errBody(typ, reason string) map[string]any {
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Elastic-Product", "Elasticsearch")
 	s.mu.Lock()
-	down, user, pass, key := s.Down, s.Username, s.Password, s.APIKey
+	down, user, pass, key, delay := s.Down, s.Username, s.Password, s.APIKey, s.BulkDelay
 	if down {
 		s.refused++
 	}
@@ -244,6 +247,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 200, map[string]any{"name": "estest", "cluster_name": "estest", "cluster_uuid": "test",
 			"version": map[string]any{"number": "8.19.0", "build_flavor": "default"}, "tagline": "You Know, for Search"})
 	case p == "_bulk" || (len(parts) == 2 && parts[1] == "_bulk"):
+		time.Sleep(delay)
 		def := ""
 		if len(parts) == 2 {
 			def = parts[0]
