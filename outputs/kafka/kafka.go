@@ -724,6 +724,11 @@ func (o *Output) Check(ctx context.Context) ([]string, error) {
 		sec += ", SASL " + o.cfg.SASL.Mechanism + " as " + o.cfg.SASL.Username
 	}
 	report = append(report, fmt.Sprintf("connected to kafka (%s): %d broker(s), cluster %s", sec, len(md.Brokers), md.ClusterID))
+	headers := "none (outputs.kafka.headers adds them)"
+	if len(o.cfg.Headers) > 0 {
+		headers = strings.Join(o.cfg.Headers, ", ")
+	}
+	report = append(report, fmt.Sprintf("messages keyed by %s; headers: %s", o.cfg.Key, headers))
 	if o.templated {
 		report = append(report, fmt.Sprintf("topic is a template (%s): topics are created on first use if the broker allows it", o.cfg.Topic))
 		return report, nil

@@ -259,10 +259,16 @@ func TestCheck(t *testing.T) {
 	if err != nil || !strings.Contains(strings.Join(rep, "\n"), "topic mysql-logins exists with 3 partition(s)") {
 		t.Fatalf("existing topic: %v %v", rep, err)
 	}
-	o = newOutput(t, Config{Brokers: c.ListenAddrs(), Topic: "not-yet", AutoCreateTopic: true})
+	if !strings.Contains(strings.Join(rep, "\n"), "messages keyed by id; headers: none (outputs.kafka.headers adds them)") {
+		t.Fatalf("key and headers: %v", rep)
+	}
+	o = newOutput(t, Config{Brokers: c.ListenAddrs(), Topic: "not-yet", AutoCreateTopic: true, Key: "myhost", Headers: []string{"format", "hostname"}})
 	rep, err = o.Check(ctx)
 	if err != nil || !strings.Contains(strings.Join(rep, "\n"), "the broker created it on request") {
 		t.Fatalf("auto-created topic: %v %v", rep, err)
+	}
+	if !strings.Contains(strings.Join(rep, "\n"), "messages keyed by myhost; headers: format, hostname") {
+		t.Fatalf("key and headers: %v", rep)
 	}
 	o = newOutput(t, Config{Brokers: c.ListenAddrs(), Topic: "still-missing"})
 	if _, err = o.Check(ctx); err == nil || !strings.Contains(err.Error(), "does not exist") {
