@@ -137,7 +137,7 @@ type Pipeline struct {
 	commitFailures int // consecutive failed commits (committer goroutine, then Run)
 
 	resizeMu      sync.Mutex // resizeInFlight
-	inFlightBound int        // the bound resizeInFlight set last (0: MaxInFlight, as at start)
+	inFlightBound int        // the tracker's bound, as resizeInFlight set it last (MaxInFlight at start)
 }
 
 type outState struct {
@@ -274,7 +274,7 @@ func NewPipeline(cfg PipelineConfig) (*Pipeline, error) {
 			cfg.RetryMax = cfg.RetryInitial
 		}
 	}
-	p := &Pipeline{cfg: cfg, log: cfg.Logger, tr: newTracker(cfg.MaxInFlight, cfg.MaxInFlightBytes), errsByFormat: map[string]int64{}, now: time.Now}
+	p := &Pipeline{cfg: cfg, log: cfg.Logger, tr: newTracker(cfg.MaxInFlight, cfg.MaxInFlightBytes), inFlightBound: cfg.MaxInFlight, errsByFormat: map[string]int64{}, now: time.Now}
 	for _, o := range cfg.Outputs {
 		w := cfg.Workers
 		if c, ok := o.(Concurrent); ok && c.Workers() > 0 {
@@ -986,7 +986,7 @@ func (p *Pipeline) resizeInFlight() {
 		extra = max(extra, int(o.limit.Load())-o.conc.floor)
 	}
 	bound := min(adaptiveGrowth*p.cfg.MaxInFlight, p.cfg.MaxInFlight+extra*p.cfg.BatchSize)
-	if cur := p.inFlightBound; bound == cur || (cur == 0 && bound == p.cfg.MaxInFlight) {
+	if bound == p.inFlightBound {
 		return
 	}
 	p.inFlightBound = bound

@@ -118,9 +118,9 @@ func TopicFields(topic string) ([]string, error) {
 // HostnameHeader is the header name that holds the agent's host name.
 const HostnameHeader = "hostname"
 
-// ValidHeaders checks the names of Config.Headers, the error naming the
+// validHeaders checks the names of Config.Headers, the error naming the
 // first wrong one by its index.
-func ValidHeaders(names []string) error {
+func validHeaders(names []string) error {
 	seen := map[string]bool{}
 	for i, h := range names {
 		switch {
@@ -213,7 +213,7 @@ func New(cfg Config) (*Output, error) {
 	if !auditlogin.ValidField(cfg.Key) {
 		return nil, fmt.Errorf("key: unknown field %q", cfg.Key)
 	}
-	if err := ValidHeaders(cfg.Headers); err != nil {
+	if err := validHeaders(cfg.Headers); err != nil {
 		return nil, err
 	}
 	codec, ok := Codecs[cfg.Compression]
