@@ -9,7 +9,9 @@
 # what that shape costs a producer by itself. The agent's rows end
 # with how long its reading waited for acknowledgements (back-pressure).
 # The last column is the CPU the broker took for the run (kfake shares the
-# two cores: when it is slow, everyone's rate is).
+# two cores: when it is slow, everyone's rate is). A row with no broker (the
+# default config into the stdout output, > /dev/null) is the agent's own
+# work: the most its default Kafka run can reach.
 # Every run uses acks=all and no compression; each is checked to have
 # delivered every event.
 # DELAY (a duration such as 20ms) makes the broker answer that much later,
@@ -102,6 +104,21 @@ for r in $(seq "$RUNS"); do
 	broker_cpu "$out/default.broker"
 	got=$(count "bench-default-$r")
 	[ "$got" -ge "$events" ] || { echo "topic bench-default-$r holds $got messages, want $events"; exit 1; }
+	# The agent's own work, with no broker: the same default run into the
+	# stdout output (> /dev/null). On one core (the default) this is the
+	# most the Kafka runs can reach; the broker's row shows what it adds.
+	mkdir -p "$out/floor-$r"
+	cat > "$out/floor-$r.yaml" <<YAML
+inputs:
+  - paths: ["$PWD/$out/audit_login.log"]
+    timezone: UTC
+registry: {path: "$PWD/$out/floor-$r/registry.json"}
+outputs:
+  stdout: {}
+log: {level: info}
+YAML
+	timed "$out/floor.time" "$out/auditlogin" run --once --config "$out/floor-$r.yaml" > /dev/null 2> "$out/floor-$r.log"
+	echo - > "$out/floor.broker"
 	fresh_broker "bench-tuned-$r"
 	config "tuned-$r" "bench-tuned-$r" ", workers: 8, batch_bytes: 1MB" "pipeline: {batch_size: 4096, max_in_flight_bytes: 16MiB, max_procs: 0}
 enrich: {enabled: false}"
@@ -112,16 +129,17 @@ enrich: {enabled: false}"
 	row "kcat -P of the same NDJSON (run $r)" "$out/kcat.time" 0 | tee -a "$out/rows"
 	row "kcat -P, keyed by id: the agent's messages" "$out/kcatkeyed.time" "$ks" | tee -a "$out/rows"
 	row "auditlogin, default config (run $r)" "$out/default.time" "$ks" "$out/default-$r.log" | tee -a "$out/rows"
+	row "auditlogin, default config, no broker (stdout > /dev/null)" "$out/floor.time" "$ks" | tee -a "$out/rows"
 	row "auditlogin, tuned: every core, workers 8, batch 4096, no enrich" "$out/tuned.time" "$ks" "$out/tuned-$r.log" | tee -a "$out/rows"
 done
 # Medians over the runs (this machine's speed varies from one run to the
 # next: each ratio is to the kcat run just before it).
 if [ "$RUNS" -gt 1 ]; then
 	echo "medians over $RUNS runs:"
-	for what in "kcat -P of:kcat -P" "kcat -P, keyed:kcat -P, the agent's messages" "auditlogin, default:auditlogin, default" "auditlogin, tuned:auditlogin, tuned"; do
+	for what in "kcat -P of:kcat -P" "kcat -P, keyed:kcat -P, the agent's messages" "auditlogin, default config (:auditlogin, default" "auditlogin, default config, no:auditlogin, default, no broker" "auditlogin, tuned:auditlogin, tuned"; do
 		grep "^${what%%:*}" "$out/rows" | awk -v l="${what#*:}" '{ n++; s[n]=$(NF-7); e[n]=$(NF-6); x[n]=$(NF-5); c[n]=$(NF-4); r[n]=$(NF-3); w[n]=$(NF-1); b[n]=$NF }
 		function med(a,  i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
 			return n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2 }
-		END { printf "%-64s %8.2f %10.0f %8.2f %10.2f %6.1f MB %8s %8.2f\n", l, med(s), med(e), med(x), med(c), med(r), (w[1] == "-" ? "-" : sprintf("%.2f", med(w))), med(b) }'
+		END { printf "%-64s %8.2f %10.0f %8.2f %10.2f %6.1f MB %8s %8s\n", l, med(s), med(e), med(x), med(c), med(r), (w[1] == "-" ? "-" : sprintf("%.2f", med(w))), (b[1] == "-" ? "-" : sprintf("%.2f", med(b))) }'
 	done
 fi
