@@ -119,6 +119,8 @@ log: {level: info}
 YAML
 	timed "$out/floor.time" "$out/auditlogin" run --once --config "$out/floor-$r.yaml" > /dev/null 2> "$out/floor-$r.log"
 	echo - > "$out/floor.broker"
+	got=$(grep -o '"shipped":{"stdout":[0-9]*' "$out/floor-$r.log" | grep -o '[0-9]*$' || echo 0)
+	[ "$got" -ge "$events" ] || { echo "the no-broker run shipped $got events, want $events"; exit 1; }
 	fresh_broker "bench-tuned-$r"
 	config "tuned-$r" "bench-tuned-$r" ", workers: 8, batch_bytes: 1MB" "pipeline: {batch_size: 4096, max_in_flight_bytes: 16MiB, max_procs: 0}
 enrich: {enabled: false}"
