@@ -22,6 +22,27 @@ func write(t *testing.T, body string) string {
 	return p
 }
 
+// refused loads body and validates it: the config must be refused, its
+// error naming each of want (a field path and what is expected). It
+// returns the error for further checks.
+func refused(t *testing.T, body string, want ...string) error {
+	t.Helper()
+	cfg, err := Load(write(t, body), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = cfg.Validate(known, formats)
+	if err == nil {
+		t.Fatal("invalid config accepted")
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("missing %q in:\n%s", w, err)
+		}
+	}
+	return err
+}
+
 // The shipped example documents every default: loading it gives Default()
 // plus its inputs and outputs.
 func TestExampleFileMatchesDefaults(t *testing.T) {
@@ -123,7 +144,7 @@ func TestTypeErrorsNameTheirPath(t *testing.T) {
 }
 
 func TestValidateListsEveryProblem(t *testing.T) {
-	p := write(t, `
+	refused(t, `
 inputs:
   - paths: []
     format: nope
@@ -135,16 +156,7 @@ pipeline: {batch_size: 100, max_in_flight: 10}
 log: {level: loud}
 event_schema: ECS
 fields: {ok: 1, list: [a, b], nested: {a: b}}
-`)
-	cfg, err := Load(p, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = cfg.Validate(known, formats)
-	if err == nil {
-		t.Fatal("invalid config accepted")
-	}
-	for _, want := range []string{
+`,
 		"inputs[0].paths: at least one path",
 		`inputs[0].format: unknown format "nope" (expected one of: audit_login)`,
 		"inputs[0].timezone:",
@@ -155,46 +167,30 @@ fields: {ok: 1, list: [a, b], nested: {a: b}}
 		`event_schema: "ECS" (expected auditlogin, ecs or both)`,
 		"fields.list: a list (expected a string, number or boolean)",
 		"fields.nested: a map (expected a string, number or boolean)",
-	} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("missing %q in:\n%s", want, err)
-		}
-	}
+	)
 }
 
 // The Kafka output's key and headers name event fields; a wrong one is
 // refused at start by its path, with what is expected.
 func TestKafkaKeyAndHeadersNameFields(t *testing.T) {
-	p := write(t, `
+	err := refused(t, `
 inputs: [{paths: [/a]}]
 outputs:
   kafka: {brokers: ["k:9092"], topic: t, key: usr, headers: [id, format, hostname, agent, id]}
-`)
-	cfg, err := Load(p, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = cfg.Validate(known, formats)
-	if err == nil {
-		t.Fatal("invalid key and headers accepted")
-	}
-	for _, want := range []string{
+`,
 		`outputs.kafka.key: unknown field "usr" (expected id, ts,`,
 		`outputs.kafka.headers[3]: unknown field "agent" (expected hostname, the agent's host name, or an event field: id, ts,`,
 		`outputs.kafka.headers[4]: "id" twice`,
-	} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("missing %q in:\n%s", want, err)
-		}
-	}
+	)
 	for _, bad := range []string{"headers[0]", "headers[1]", "headers[2]"} {
 		if strings.Contains(err.Error(), bad) {
 			t.Errorf("%s is valid, but:\n%s", bad, err)
 		}
 	}
 	// None by default; fields.NAME is a field.
-	p = write(t, "inputs: [{paths: [/a]}]\noutputs:\n  kafka: {brokers: [\"k:9092\"], topic: t, key: fields.dc, headers: [fields.dc, myhost]}\n")
-	if cfg, err = Load(p, nil); err != nil {
+	p := write(t, "inputs: [{paths: [/a]}]\noutputs:\n  kafka: {brokers: [\"k:9092\"], topic: t, key: fields.dc, headers: [fields.dc, myhost]}\n")
+	cfg, err := Load(p, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if err := cfg.Validate(known, formats); err != nil {
@@ -210,14 +206,7 @@ outputs:
 }
 
 func TestNoOutputsIsAnError(t *testing.T) {
-	p := write(t, "inputs:\n  - paths: [/a]\n")
-	cfg, err := Load(p, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cfg.Validate(known, formats); err == nil || !strings.Contains(err.Error(), "outputs: no output configured") {
-		t.Fatalf("got %v", err)
-	}
+	refused(t, "inputs:\n  - paths: [/a]\n", "outputs: no output configured")
 }
 
 func TestEnvironmentOverridesAnyKey(t *testing.T) {
