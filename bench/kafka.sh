@@ -51,17 +51,19 @@ fresh_broker() { # topic
 	broker=$(cat "$out/kfake.addr")
 }
 
-config() { # name topic extra-yaml
+config() { # name topic extra-kafka-yaml extra-yaml; topic "-": the stdout output instead
 	# Each run its own directory beside the registry (spool, dead-letter
 	# file, seen sources): no run starts with what an earlier one learned.
 	mkdir -p "$out/$1"
+	local output="kafka: {brokers: [\"$broker\"], topic: $2, required_acks: all, compression: none$3}"
+	[ "$2" = - ] && output="stdout: {}"
 	cat > "$out/$1.yaml" <<YAML
 inputs:
   - paths: ["$PWD/$out/audit_login.log"]
     timezone: UTC
 registry: {path: "$PWD/$out/$1/registry.json"}
 outputs:
-  kafka: {brokers: ["$broker"], topic: $2, required_acks: all, compression: none$3}
+  $output
 log: {level: info}
 $4
 YAML
@@ -107,16 +109,7 @@ for r in $(seq "$RUNS"); do
 	# The agent's own work, with no broker: the same default run into the
 	# stdout output (> /dev/null). On one core (the default) this is the
 	# most the Kafka runs can reach; the broker's row shows what it adds.
-	mkdir -p "$out/floor-$r"
-	cat > "$out/floor-$r.yaml" <<YAML
-inputs:
-  - paths: ["$PWD/$out/audit_login.log"]
-    timezone: UTC
-registry: {path: "$PWD/$out/floor-$r/registry.json"}
-outputs:
-  stdout: {}
-log: {level: info}
-YAML
+	config "floor-$r" - "" ""
 	timed "$out/floor.time" "$out/auditlogin" run --once --config "$out/floor-$r.yaml" > /dev/null 2> "$out/floor-$r.log"
 	echo - > "$out/floor.broker"
 	got=$(grep -o '"shipped":{"stdout":[0-9]*' "$out/floor-$r.log" | grep -o '[0-9]*$' || echo 0)
