@@ -20,6 +20,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/elastic/elastic-transport-go/v8/elastictransport"
@@ -35,27 +36,26 @@ const DefaultIndex = "auditlogin-%{+yyyy.MM.dd}"
 
 // Config configures the output. Zero values take the defaults noted.
 type Config struct {
-	Hosts          []string // http(s)://host:port[/base path]
-	Username       string
-	Password       string // resolved by the caller from password/password_env/password_file
-	APIKey         string // base64 "id:key", resolved likewise
-	CAFile         string
-	CAFingerprint  string // SHA-256 of the server's certificate, hex
-	CertFile       string
-	KeyFile        string
-	InsecureTLS    bool
-	Index          string // DefaultIndex; %{+yyyy.MM.dd} is the event's date, ${field} an event field
-	DataStream     bool   // Index names a data stream (no date; see docs for the dedup caveat)
-	Pipeline       string // ingest pipeline
-	BulkMaxEvents  int    // events per bulk request (1000)
-	BulkMaxBytes   int    // bytes per bulk request (5 MiB)
-	Workers        int    // bulk requests in flight at once (4)
-	Timeout        time.Duration
-	RetryInitial   time.Duration
-	RetryMax       time.Duration
-	Headers        map[string]string // extra HTTP headers on every request
-	TemplateName   string            // checked by Check ("auditlogin")
-	CompressBodies bool
+	Hosts         []string // http(s)://host:port[/base path]
+	Username      string
+	Password      string // resolved by the caller from password/password_env/password_file
+	APIKey        string // base64 "id:key", resolved likewise
+	CAFile        string
+	CAFingerprint string // SHA-256 of the server's certificate, hex
+	CertFile      string
+	KeyFile       string
+	InsecureTLS   bool
+	Index         string // DefaultIndex; %{+yyyy.MM.dd} is the event's date, ${field} an event field
+	DataStream    bool   // Index names a data stream (no date; see docs for the dedup caveat)
+	Pipeline      string // ingest pipeline
+	BulkMaxEvents int    // events per bulk request (1000)
+	BulkMaxBytes  int    // bytes per bulk request (5 MiB)
+	Workers       int    // bulk requests in flight at once (4)
+	Timeout       time.Duration
+	RetryInitial  time.Duration
+	RetryMax      time.Duration
+	Headers       map[string]string // extra HTTP headers on every request
+	TemplateName  string            // checked by Check ("auditlogin")
 }
 
 // Output is the Elasticsearch output.
@@ -123,7 +123,7 @@ func New(cfg Config) (*Output, error) {
 		URLs: urls, Username: cfg.Username, Password: cfg.Password, APIKey: cfg.APIKey,
 		CertificateFingerprint: strings.ToLower(strings.ReplaceAll(cfg.CAFingerprint, ":", "")),
 		Header:                 hdr, Transport: httpTr, DisableRetry: true, // the pipeline retries, with backoff and per item
-		CompressRequestBody: cfg.CompressBodies, UserAgent: "auditlogin",
+		UserAgent: "auditlogin",
 	})
 	if err != nil {
 		return nil, err
@@ -148,6 +148,16 @@ func (o *Output) Close() error { return nil }
 type indexTemplate struct {
 	parts []indexPart
 	dated bool
+	// hourly: the name depends on @timestamp's hour at most (no field, no
+	// finer date part): last keeps the name of the last hour rendered, so
+	// that most events take it without formatting a date.
+	hourly bool
+	last   atomic.Pointer[hourName]
+}
+
+type hourName struct {
+	hour int64 // unix seconds / 3600
+	name string
 }
 
 type indexPart struct {
@@ -176,6 +186,7 @@ func parseIndex(s string) (*indexTemplate, error) {
 		last = m[1]
 	}
 	it.parts = append(it.parts, indexPart{lit: s[last:]})
+	it.hourly = hourly(it)
 	name := it.render(&auditlogin.Event{Timestamp: time.Now()})
 	if name == "" || strings.ToLower(name) != name || strings.ContainsAny(name, `\/*?"<>| ,#:`) || strings.HasPrefix(name, "_") || strings.HasPrefix(name, "-") {
 		return nil, fmt.Errorf("%q makes index names Elasticsearch refuses (lower case, no \\ / * ? \" < > | space , # :)", s)
@@ -185,7 +196,42 @@ func parseIndex(s string) (*indexTemplate, error) {
 
 var invalidIndexChars = regexp.MustCompile(`[^a-z0-9._+-]`)
 
+// hourly reports whether the template has no field and renders the same
+// name throughout an hour (its date parts are yyyy, MM, dd or HH, not a
+// minute or second that Go's layout would also take), tried on hours of a
+// few dates.
+func hourly(it *indexTemplate) bool {
+	for _, p := range it.parts {
+		if p.field != "" {
+			return false
+		}
+	}
+	for _, t := range []time.Time{time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC), time.Date(2027, 11, 30, 23, 0, 0, 0, time.UTC), time.Date(2028, 2, 29, 12, 0, 0, 0, time.UTC)} {
+		first := it.format(&auditlogin.Event{Timestamp: t})
+		for _, d := range []time.Duration{time.Nanosecond, 59*time.Second + 999*time.Millisecond, 37*time.Minute + 11*time.Second + 123456789, time.Hour - time.Nanosecond} {
+			if it.format(&auditlogin.Event{Timestamp: t.Add(d)}) != first {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 func (it *indexTemplate) render(ev *auditlogin.Event) string {
+	if !it.hourly {
+		return it.format(ev)
+	}
+	hour := ev.Timestamp.Unix()
+	hour = (hour - (hour%3600+3600)%3600) / 3600 // floor, before 1970 too
+	if l := it.last.Load(); l != nil && l.hour == hour {
+		return l.name
+	}
+	name := it.format(ev)
+	it.last.Store(&hourName{hour: hour, name: name})
+	return name
+}
+
+func (it *indexTemplate) format(ev *auditlogin.Event) string {
 	var b strings.Builder
 	for _, p := range it.parts {
 		switch {
@@ -289,29 +335,41 @@ func (o *Output) Write(ctx context.Context, batch []*auditlogin.Event) error {
 // bulk sends one bulk request; item errors are returned with their index in
 // the batch (offset + position); a returned error is the whole request's.
 func (o *Output) bulk(ctx context.Context, evs []*auditlogin.Event, offset int) ([]auditlogin.ItemError, error) {
-	var body bytes.Buffer
-	body.Grow(len(evs) * 512)
+	body := newBulkBody()
+	b := body.buf[:0]
 	for _, ev := range evs {
-		body.WriteString(`{"create":{"_index":`)
-		body.Write(auditlogin.AppendJSONString(nil, o.IndexFor(ev)))
-		body.WriteString(`,"_id":`)
-		body.Write(auditlogin.AppendJSONString(nil, ev.ID))
-		body.WriteString("}}\n")
-		body.Write(ev.Encoded)
-		body.WriteByte('\n')
+		b = append(b, `{"create":{"_index":`...)
+		b = auditlogin.AppendJSONString(b, o.IndexFor(ev))
+		b = append(b, `,"_id":`...)
+		b = auditlogin.AppendJSONString(b, ev.ID)
+		b = append(b, "}}\n"...)
+		b = append(b, ev.Encoded...)
+		b = append(b, '\n')
 	}
-	req := esapi.BulkRequest{Body: &body, Pipeline: o.cfg.Pipeline}
+	body.buf = b
+	body.r.Reset(b)
 	ctx, cancel := context.WithTimeout(ctx, o.cfg.Timeout)
 	defer cancel()
-	res, err := req.Do(ctx, o.tp)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http:///_bulk", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Body, req.ContentLength = body, int64(len(b))
+	req.Header.Set("Content-Type", "application/json")
+	if o.cfg.Pipeline != "" {
+		req.URL.RawQuery = url.Values{"pipeline": {o.cfg.Pipeline}}.Encode()
+	}
+	res, err := o.tp.Perform(req)
 	if err != nil {
 		return nil, fmt.Errorf("bulk request: %w", err)
 	}
 	defer res.Body.Close()
-	data, err := io.ReadAll(res.Body)
-	if err != nil {
+	resp := getBuffer()
+	defer putBuffer(resp)
+	if _, err := resp.ReadFrom(res.Body); err != nil {
 		return nil, fmt.Errorf("reading bulk response: %w", err)
 	}
+	data := resp.Bytes()
 	switch {
 	case res.StatusCode == http.StatusRequestEntityTooLarge && len(evs) > 1:
 		// Too large for the cluster's http.max_content_length: halve.
@@ -328,7 +386,7 @@ func (o *Output) bulk(ctx context.Context, evs []*auditlogin.Event, offset int) 
 	case res.StatusCode == http.StatusRequestEntityTooLarge:
 		return []auditlogin.ItemError{{Index: offset, Err: auditlogin.Permanent(errors.New("event larger than the cluster accepts (413)"))}}, nil
 	case res.StatusCode >= 300:
-		return nil, fmt.Errorf("bulk request refused: %s: %s", res.Status(), truncate(data, 300))
+		return nil, fmt.Errorf("bulk request refused: %s: %s", res.Status, truncate(data, 300))
 	}
 	var br bulkResponse
 	if !bytes.Contains(data, []byte(`"errors":true`)) {
@@ -361,6 +419,60 @@ func (o *Output) bulk(ctx context.Context, evs []*auditlogin.Event, offset int) 
 		}
 	}
 	return failed, nil
+}
+
+// bulkBody is a bulk request's body, its buffer taken from a pool and put
+// back when the HTTP transport closes it (after writing it, or on an
+// error; it may do so after the request returns, so the buffer is not
+// reused before): building a body of 512 events allocated and cleared a
+// new one for every request.
+type bulkBody struct {
+	buf    []byte
+	r      bytes.Reader
+	closed atomic.Bool
+}
+
+// maxPooled: larger buffers (a bulk_max_bytes raised far above the
+// default's requests) are left to the garbage collector.
+const maxPooled = 4 << 20
+
+var bodyPool sync.Pool // *[]byte
+
+func newBulkBody() *bulkBody {
+	b := &bulkBody{}
+	if p, ok := bodyPool.Get().(*[]byte); ok {
+		b.buf = (*p)[:0]
+	}
+	return b
+}
+
+func (b *bulkBody) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+// Close puts the buffer back in the pool, once.
+func (b *bulkBody) Close() error {
+	if b.closed.Swap(true) || cap(b.buf) > maxPooled {
+		return nil
+	}
+	buf := b.buf[:0]
+	b.buf = nil
+	bodyPool.Put(&buf)
+	return nil
+}
+
+var respPool sync.Pool // *bytes.Buffer
+
+func getBuffer() *bytes.Buffer {
+	if b, ok := respPool.Get().(*bytes.Buffer); ok {
+		b.Reset()
+		return b
+	}
+	return new(bytes.Buffer)
+}
+
+func putBuffer(b *bytes.Buffer) {
+	if b.Cap() <= maxPooled {
+		respPool.Put(b)
+	}
 }
 
 func itemReason(r bulkItemResponse) string {

@@ -7,6 +7,9 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sort"
@@ -255,5 +258,88 @@ func TestRoutedIndex(t *testing.T) {
 	ev.Route.Index = "security-%{+yyyy.MM}"
 	if got := o.IndexFor(ev); got != "security-2026.11" {
 		t.Fatalf("routed index %q", got)
+	}
+}
+
+// Bulk bodies come from a pool and go back when the transport closes them:
+// bulks written at once by several goroutines each reach the cluster whole
+// (every document as its event encoded it), and the ingest pipeline is
+// asked for on each request.
+func TestConcurrentBulksAreIntactAndUseThePipeline(t *testing.T) {
+	s := estest.New()
+	defer s.Close()
+	var mu sync.Mutex
+	pipelines := map[string]int{}
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/_bulk") {
+			mu.Lock()
+			pipelines[r.URL.Query().Get("pipeline")]++
+			mu.Unlock()
+		}
+		s.Config.Handler.ServeHTTP(w, r)
+	}))
+	defer front.Close()
+	o := newOutput(t, Config{Hosts: []string{front.URL}, Pipeline: "geoip-logins", BulkMaxEvents: 10})
+	const writers, each = 8, 200
+	want := map[string]string{}
+	var wg sync.WaitGroup
+	for w := range writers {
+		evs := outputtest.Events(each, fmt.Sprintf("w%d-", w))
+		for _, ev := range evs {
+			want[ev.ID] = string(ev.Encoded)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i += 50 {
+				if err := o.Write(context.Background(), evs[i:i+50]); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	docs := s.Docs("auditlogin-*")
+	if len(docs) != len(want) {
+		t.Fatalf("%d documents, want %d", len(docs), len(want))
+	}
+	for id, src := range want {
+		if got := string(docs[id]); got != src {
+			t.Fatalf("document %s is\n%s\nwant\n%s", id, got, src)
+		}
+	}
+	if n := pipelines["geoip-logins"]; n != writers*each/10 || len(pipelines) != 1 {
+		t.Errorf("pipeline parameter by value: %v, want %d requests with geoip-logins", pipelines, writers*each/10)
+	}
+}
+
+// An index name that can change only with the hour is kept for the hour
+// (not formatted per event), and is always what formatting gives; one with
+// a field or a finer date part is formatted for each event.
+func TestIndexNameOfTheHour(t *testing.T) {
+	for _, c := range []struct {
+		index  string
+		hourly bool
+	}{
+		{DefaultIndex, true}, {"logins-%{+yyyy.MM.dd.HH}", true}, {"logins", true}, {"logins-%{+yyyy}", true},
+		{"logins-${myhost}-%{+yyyy.MM}", false}, {"logins-%{+yyyy.MM.dd.04}", false}, {"logins-%{+HH.05}", false},
+	} {
+		it, err := parseIndex(c.index)
+		if err != nil {
+			t.Fatalf("%s: %v", c.index, err)
+		}
+		if it.hourly != c.hourly {
+			t.Errorf("%s: hourly %v, want %v", c.index, it.hourly, c.hourly)
+		}
+		base := time.Date(1969, 12, 31, 22, 59, 58, 0, time.UTC)
+		for i := range 2000 {
+			// Steps of 7 minutes 13.5 seconds: every hour's boundary is
+			// crossed, before and after 1970 and across days.
+			ev := &auditlogin.Event{Timestamp: base.Add(time.Duration(i) * (7*time.Minute + 13500*time.Millisecond)), MyHost: "db-1"}
+			if got, want := it.render(ev), it.format(ev); got != want {
+				t.Fatalf("%s at %v: %q, formatted %q", c.index, ev.Timestamp, got, want)
+			}
+		}
 	}
 }
