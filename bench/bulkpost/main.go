@@ -1,6 +1,8 @@
 // Command bulkpost is the ceiling for bulk ingestion: it turns NDJSON events
 // into bulk bodies of -batch events beforehand, then only POSTs them, one
 // request at a time, as fast as the server answers, and prints events/s.
+// It asks for the short answer (filter_path: errors, items' status and
+// error), as the agent does.
 //
 //	bulkpost -url http://127.0.0.1:9200 -batch 1000 events.ndjson
 package main
@@ -48,7 +50,7 @@ func main() {
 	}
 	start := time.Now()
 	for _, b := range bodies {
-		req, _ := http.NewRequest(http.MethodPost, *url+"/_bulk", bytes.NewReader(b))
+		req, _ := http.NewRequest(http.MethodPost, *url+"/_bulk?filter_path=errors,items.*.error,items.*.status", bytes.NewReader(b))
 		req.Header.Set("Content-Type", "application/x-ndjson")
 		res, err := http.DefaultClient.Do(req)
 		if err != nil {

@@ -270,6 +270,13 @@ func (o *Output) IndexFor(ev *auditlogin.Event) string {
 	return o.index.render(ev)
 }
 
+// bulkFilterPath asks the cluster to answer a bulk request with what is
+// read of it (errors; each item's status and error), as Filebeat and
+// Logstash do: an item's answer is {"create":{"status":201}}, not its
+// index, id, version, shards and sequence numbers (about 200 bytes) for
+// the cluster to write and the agent to read.
+const bulkFilterPath = "errors,items.*.error,items.*.status"
+
 type bulkResponse struct {
 	Errors bool       `json:"errors"`
 	Items  []bulkItem `json:"items"`
@@ -356,9 +363,11 @@ func (o *Output) bulk(ctx context.Context, evs []*auditlogin.Event, offset int) 
 	}
 	req.Body, req.ContentLength = body, int64(len(b))
 	req.Header.Set("Content-Type", "application/json")
+	q := url.Values{"filter_path": {bulkFilterPath}}
 	if o.cfg.Pipeline != "" {
-		req.URL.RawQuery = url.Values{"pipeline": {o.cfg.Pipeline}}.Encode()
+		q.Set("pipeline", o.cfg.Pipeline)
 	}
+	req.URL.RawQuery = q.Encode()
 	res, err := o.tp.Perform(req)
 	if err != nil {
 		return nil, fmt.Errorf("bulk request: %w", err)

@@ -312,6 +312,46 @@ func TestConcurrentBulksAreIntactAndUseThePipeline(t *testing.T) {
 	if n := pipelines["geoip-logins"]; n != writers*each/10 || len(pipelines) != 1 {
 		t.Errorf("pipeline parameter by value: %v, want %d requests with geoip-logins", pipelines, writers*each/10)
 	}
+	if f := s.Filtered(); f != writers*each/10 {
+		t.Errorf("%d of %d bulk answers filtered (filter_path)", f, writers*each/10)
+	}
+}
+
+// Item results are read from a bulk answer with or without the filter_path
+// applied (a proxy or another bulk API may ignore it).
+func TestItemResultsFilteredOrNot(t *testing.T) {
+	for _, strip := range []bool{false, true} {
+		s := estest.New()
+		evs := outputtest.Events(20, fmt.Sprintf("f%v", strip))
+		s.Lock()
+		s.ItemFault = func(index, id string) int {
+			if id == evs[7].ID {
+				return 429
+			}
+			return 0
+		}
+		s.Unlock()
+		front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strip {
+				r.URL.RawQuery = ""
+			}
+			s.Config.Handler.ServeHTTP(w, r)
+		}))
+		o := newOutput(t, Config{Hosts: []string{front.URL}})
+		err := o.Write(context.Background(), evs)
+		var pe *auditlogin.PartialError
+		if !errors.As(err, &pe) || len(pe.Failed) != 1 || pe.Failed[0].Index != 7 || !strings.Contains(pe.Failed[0].Err.Error(), "429 es_rejected_execution_exception") {
+			t.Errorf("filter_path stripped %v: want item 7 refused with 429, got %v", strip, err)
+		}
+		if f := s.Filtered(); f != map[bool]int{false: 1, true: 0}[strip] {
+			t.Errorf("filter_path stripped %v: %d answers filtered", strip, f)
+		}
+		if n := s.Count("auditlogin-*"); n != 19 {
+			t.Errorf("filter_path stripped %v: %d documents, want 19", strip, n)
+		}
+		front.Close()
+		s.Close()
+	}
 }
 
 // An index name that can change only with the hour is kept for the hour

@@ -56,6 +56,7 @@ type Server struct {
 	overwrites int            // documents replaced by an index action
 	conflicts  int            // create actions refused with 409
 	refused    int            // requests answered 503 while Down
+	filtered   int            // bulk answers cut down by a filter_path
 
 	// Search caches, valid for one version of the indices: a report pages
 	// through the same query many times.
@@ -87,6 +88,14 @@ func (s *Server) Ops() map[string]int {
 		out[k] = v
 	}
 	return out
+}
+
+// Filtered returns how many bulk requests asked for a filter_path (and
+// got their answer filtered by it).
+func (s *Server) Filtered() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.filtered
 }
 
 // Overwrites returns how many documents an index action replaced: an
@@ -420,7 +429,47 @@ func (s *Server) bulk(w http.ResponseWriter, r *http.Request, defIndex string) {
 		}
 		items = append(items, map[string]any{op: result})
 	}
-	writeJSON(w, 200, map[string]any{"took": 1, "errors": hasErrors, "items": items})
+	resp := map[string]any{"took": 1, "errors": hasErrors, "items": items}
+	if fp := r.URL.Query().Get("filter_path"); fp != "" {
+		s.filtered++
+		resp = filterBulk(resp, fp)
+	}
+	writeJSON(w, 200, resp)
+}
+
+// filterBulk applies a filter_path of top-level keys and items.*.KEY paths
+// (what bulk clients ask for) to a bulk response, as Elasticsearch does:
+// only the listed keys are kept, "took" too only if listed.
+func filterBulk(resp map[string]any, filterPath string) map[string]any {
+	out := map[string]any{}
+	keep := map[string]bool{}
+	for _, p := range strings.Split(filterPath, ",") {
+		if k, ok := strings.CutPrefix(p, "items.*."); ok {
+			keep[k] = true
+			continue
+		}
+		if v, ok := resp[p]; ok && p != "items" {
+			out[p] = v
+		}
+	}
+	if len(keep) > 0 {
+		var items []map[string]any
+		for _, it := range resp["items"].([]map[string]any) {
+			f := map[string]any{}
+			for op, res := range it {
+				kept := map[string]any{}
+				for k, v := range res.(map[string]any) {
+					if keep[k] {
+						kept[k] = v
+					}
+				}
+				f[op] = kept
+			}
+			items = append(items, f)
+		}
+		out["items"] = items
+	}
+	return out
 }
 
 // match returns the documents of the indices matching pattern (comma
