@@ -295,9 +295,13 @@ func (m *MemoryLimit) UnmarshalText(text []byte) error {
 // collector to work without running all the time. Measured in
 // bench/kafka.sh's default run: a live heap of 5-7 MB with the seen-set
 // full and every in-flight event held, the runtime's own memory (GC
-// metadata, stacks, spans) about 4 MB; the collector took 2 % of the CPU
-// at this base (gctrace) and the run's CPU did not move from 16 MiB.
-const memoryLimitBase = 12 << 20
+// metadata, stacks, spans) about 4 MB. At 10 MiB (19.3 MiB in all with the
+// defaults) the collector runs 66 times for a million lines instead of 45
+// at 12 MiB, still 1 % of the CPU (gctrace), and the peak RSS is 2 MB
+// lower: 6 interleaved rounds, 27.5-27.9 MB against 29.4-30.3 MB at the
+// same CPU (2.15-3.46 against 2.18-3.60 CPU-s); 17 MiB in all took more CPU
+// in 4 of the 6.
+const memoryLimitBase = 10 << 20
 
 // EffectiveMemoryLimit is the soft limit to set on the Go runtime at
 // start, or 0 to leave Go's default: MemoryLimitFor the configured

@@ -296,8 +296,8 @@ func TestMemoryLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 12 MiB + 2 × min(2048 events × 1 KiB, 8 MiB) + brute-force table + 100,000 sources × 24 B.
-	if got, want := def.EffectiveMemoryLimit(), int64(12<<20+2*(2<<20)+3200000+2400000); got != want {
+	// 10 MiB + 2 × min(2048 events × 1 KiB, 8 MiB) + brute-force table + 100,000 sources × 24 B.
+	if got, want := def.EffectiveMemoryLimit(), int64(10<<20+2*(2<<20)+3200000+2400000); got != want {
 		t.Errorf("default: %d, want %d", got, want)
 	}
 	if !def.AutoMemoryLimit() {
@@ -305,7 +305,7 @@ func TestMemoryLimit(t *testing.T) {
 	}
 	// Adaptive concurrency raising the bound to 8192 events raises it (and
 	// lowering the bound lowers it); 9000 reaches max_in_flight_bytes.
-	for events, want := range map[int]int64{8192: 12<<20 + 2*(8<<20) + 3200000 + 2400000, 9000: 12<<20 + 2*(8<<20) + 3200000 + 2400000,
+	for events, want := range map[int]int64{8192: 10<<20 + 2*(8<<20) + 3200000 + 2400000, 9000: 10<<20 + 2*(8<<20) + 3200000 + 2400000,
 		2048: def.EffectiveMemoryLimit(), 0: def.EffectiveMemoryLimit()} {
 		if got := def.MemoryLimitFor(events); got != want {
 			t.Errorf("default, %d events in flight: %d, want %d", events, got, want)
@@ -322,10 +322,10 @@ func TestMemoryLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := big.EffectiveMemoryLimit(), int64(12<<20+2*(16<<20)); got != want {
+	if got, want := big.EffectiveMemoryLimit(), int64(10<<20+2*(16<<20)); got != want {
 		t.Errorf("16384 in flight, no enrichment: %d, want %d", got, want)
 	}
-	if got, want := big.MemoryLimitFor(65536), int64(12<<20+2*(64<<20)); got != want {
+	if got, want := big.MemoryLimitFor(65536), int64(10<<20+2*(64<<20)); got != want {
 		t.Errorf("65536 in flight (adaptive), no enrichment: %d, want %d", got, want)
 	}
 	for in, want := range map[string]int64{"auto": def.EffectiveMemoryLimit(), "off": 0, "64MiB": 64 << 20, "100000000": 100000000} {
