@@ -186,11 +186,15 @@ func FuzzPerconaUser(f *testing.F) {
 		}
 		// XML 1.0 has no way to write a character outside its Char
 		// production (U+FFFE, U+FFFF; encoding/xml writes U+FFFD for them),
-		// so the XML case runs only for names XML can carry.
+		// so the XML case runs only for names XML can carry, and only for
+		// records within the parser's size limit (escaped, a name of 3,300
+		// quotes is longer: TestPerconaXMLRecordLimit).
 		if !strings.ContainsFunc(user, func(r rune) bool { return r == 0xfffe || r == 0xffff }) {
 			var xb strings.Builder
 			xml.EscapeText(&xb, []byte(user))
-			recs["xml"] = "<AUDIT_RECORD>\n<NAME>Connect</NAME>\n<TIMESTAMP>2014-04-21T12:34:32 UTC</TIMESTAMP>\n<CONNECTION_ID>7</CONNECTION_ID>\n<STATUS>1045</STATUS>\n<USER>" + xb.String() + "</USER>\n<IP>10.0.0.9</IP>\n</AUDIT_RECORD>\n"
+			if x := "<AUDIT_RECORD>\n<NAME>Connect</NAME>\n<TIMESTAMP>2014-04-21T12:34:32 UTC</TIMESTAMP>\n<CONNECTION_ID>7</CONNECTION_ID>\n<STATUS>1045</STATUS>\n<USER>" + xb.String() + "</USER>\n<IP>10.0.0.9</IP>\n</AUDIT_RECORD>\n"; len(x) <= maxRecordBytes {
+				recs["xml"] = x
+			}
 		}
 		for name, rec := range recs {
 			ev := oneEvent(t, FormatPerconaAudit, rec)
@@ -199,6 +203,31 @@ func FuzzPerconaUser(f *testing.F) {
 			}
 		}
 	})
+}
+
+// An XML record longer than the parser's limit (a user name of 4,000 quotes,
+// 20,000 bytes escaped) is rejected, the error naming the limit, and the
+// next record is read.
+func TestPerconaXMLRecordLimit(t *testing.T) {
+	rec := func(user string) string {
+		return "<AUDIT_RECORD>\n<NAME>Connect</NAME>\n<TIMESTAMP>2014-04-21T12:34:32 UTC</TIMESTAMP>\n<CONNECTION_ID>7</CONNECTION_ID>\n<STATUS>1045</STATUS>\n<USER>" + user + "</USER>\n<IP>10.0.0.9</IP>\n</AUDIT_RECORD>\n"
+	}
+	var errs []error
+	var users []string
+	for _, r := range feedAll(t, FormatPerconaAudit, []byte(rec(strings.Repeat("&#34;", 4000))+rec("app")), time.UTC) {
+		if r.Err != nil {
+			errs = append(errs, r.Err)
+		}
+		if r.Event != nil {
+			users = append(users, r.Event.User.S)
+		}
+	}
+	if len(errs) == 0 || !strings.Contains(errs[0].Error(), fmt.Sprintf("%d bytes", maxRecordBytes)) {
+		t.Errorf("errors %v: want the first to name the %d-byte limit", errs, maxRecordBytes)
+	}
+	if len(users) != 1 || users[0] != "app" {
+		t.Errorf("events after the long record: users %q, want [app]", users)
+	}
 }
 
 // FuzzEnterpriseUser: braces and quotes in a user name do not break the

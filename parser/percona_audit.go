@@ -42,6 +42,10 @@ func NewPerconaAudit(o Options) *PerconaAudit { return &PerconaAudit{opt: o.with
 // Format implements auditlogin.Formatter.
 func (p *PerconaAudit) Format() string { return FormatPerconaAudit }
 
+// maxXMLRecordLines: an XML record has one element a line; past this many
+// lines (or maxRecordBytes) without its closing tag it is rejected.
+const maxXMLRecordLines = 200
+
 type auditRecord struct {
 	Name, Timestamp, ConnectionID, Status, User, PrivUser, Host, IP string
 }
@@ -60,10 +64,10 @@ func (p *PerconaAudit) Feed(line auditlogin.Line, emit func(auditlogin.Record)) 
 		p.lines++
 		if closesXML(trim) {
 			p.finishXML(emit)
-		} else if p.lines > 200 || len(p.pending) > maxRecordBytes {
+		} else if p.lines > maxXMLRecordLines || len(p.pending) > maxRecordBytes {
 			raw, pos := p.pending, p.pendingPos
 			p.pending = nil
-			emit(auditlogin.Record{Pos: pos, Raw: raw, Err: errors.New("XML audit record not closed within 200 lines")})
+			emit(auditlogin.Record{Pos: pos, Raw: raw, Err: fmt.Errorf("XML audit record not closed within %d lines / %d bytes", maxXMLRecordLines, maxRecordBytes)})
 		}
 		return
 	}
