@@ -152,10 +152,14 @@ func committedThreads(t *testing.T, path, logDir string) map[int]bool {
 	if err != nil || json.Unmarshal(data, &reg) != nil {
 		t.Fatalf("registry after a kill: %v: %q", err, data)
 	}
-	logs, _ := filepath.Glob(filepath.Join(logDir, "audit_login.log*"))
+	names, _ := filepath.Glob(filepath.Join(logDir, "audit_login.log*"))
+	logs := make([][]byte, 0, len(names))
+	for _, l := range names {
+		b, _ := os.ReadFile(l)
+		logs = append(logs, b)
+	}
 	for _, e := range reg.Files {
-		for _, l := range logs {
-			b, _ := os.ReadFile(l)
+		for _, b := range logs {
 			if e.FPLen == 0 || len(b) < e.FPLen || int64(len(b)) < e.Offset {
 				continue
 			}
