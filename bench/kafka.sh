@@ -16,11 +16,20 @@
 # delivered every event.
 # DELAY (a duration such as 20ms) makes the broker answer that much later,
 # as a remote one does (kfake -delay).
-#   bench/kafka.sh [N] [RUNS] [DELAY]
+# SEGMENT_BYTES (environment; default 16 MiB) is the broker's
+# log.segment.bytes. kfake holds a partition's segment in memory and grows
+# it by doubling and copying it: at its own default (100 MiB; 0 here) the
+# last doublings stall it for 20-200 ms at a time, answering nothing, where
+# a real broker appends to a file. Those stalls made the agent's reading
+# wait 0.43-0.73 s of its 1.7-2.0 s (a Go execution trace: 4 stalls of
+# 19-197 ms were 291 of the 304 ms it waited in 0.93 s); kcat, which
+# queues up to 1 GB, waits for none. 16 MiB bounds them to a few ms.
+#   SEGMENT_BYTES=0 bench/kafka.sh [N] [RUNS] [DELAY]
 set -euo pipefail
 N=${1:-1000000}
 RUNS=${2:-1}
 DELAY=${3:-0s}
+SEGMENT_BYTES=${SEGMENT_BYTES:-16777216}
 cd "$(dirname "$0")/.."
 command -v kcat >/dev/null || { echo "kcat is needed: apt-get install kcat"; exit 1; }
 out=bench/out/kafka
@@ -45,7 +54,7 @@ fresh_broker() { # topic
 	[ -n "$kfake_pid" ] && { kill "$kfake_pid" 2>/dev/null; wait "$kfake_pid" 2>/dev/null || true; }
 	local port; port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 	rm -f "$out/kfake.addr"
-	"$out/kfake" -port "$port" -topics "$1" -delay "$DELAY" > "$out/kfake.addr" &
+	"$out/kfake" -port "$port" -topics "$1" -delay "$DELAY" -segment-bytes "$SEGMENT_BYTES" > "$out/kfake.addr" &
 	kfake_pid=$!
 	for _ in $(seq 50); do [ -s "$out/kfake.addr" ] && break; sleep 0.1; done
 	broker=$(cat "$out/kfake.addr")
@@ -75,8 +84,8 @@ timed() { /usr/bin/time -f "%e %U %S %M" -o "$1" "${@:2}"; }
 broker_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f\n", ($14 + $15) / hz }' "/proc/$kfake_pid/stat" > "$1"; }
 count() { kcat -C -b "$broker" -t "$1" -o beginning -e -q -f '%k\n' | wc -l; }
 
-printf '\n%d events, %.0f MB of NDJSON, into one kfake broker (3 partitions, answers %s late) on this machine (%s cores), acks=all, no compression\n' \
-	"$events" "$(echo "$bytes" | awk '{print $1/1e6}')" "$DELAY" "$(nproc)"
+printf '\n%d events, %.0f MB of NDJSON, into one kfake broker (3 partitions, answers %s late, log.segment.bytes %s) on this machine (%s cores), acks=all, no compression\n' \
+	"$events" "$(echo "$bytes" | awk '{print $1/1e6}')" "$DELAY" "$([ "$SEGMENT_BYTES" = 0 ] && echo "kfake's default" || echo "$SEGMENT_BYTES")" "$(nproc)"
 printf '%-64s %8s %10s %8s %10s %9s %8s %8s\n' run seconds events/s "x kcat" "CPU-s/1M" "peak RSS" "waited" "broker"
 # waited: how long the agent's reading waited for Kafka's acknowledgements
 # (back-pressure, from the summary it logs at the end of a one-shot run).

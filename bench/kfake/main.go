@@ -5,6 +5,13 @@
 // it prints, on exit, the requests it answered by kind and version, and the
 // partition batches the produce requests held (a producer that sends few,
 // full batches costs a broker less than one that sends many small ones).
+// With -segment-bytes, a partition's log rolls to a new segment past that
+// size (log.segment.bytes). kfake keeps a segment in memory and grows it by
+// doubling, copying all of it each time; at its default of 100 MiB the
+// copies of the last doublings (64 MiB into a new 128 MiB, page faults on
+// all of it) stall the broker for 20-200 ms at a time, answering nothing,
+// where a real broker appends to a file in the page cache. A few MiB keep
+// kfake's stalls to a few milliseconds.
 package main
 
 import (
@@ -13,6 +20,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -26,9 +34,13 @@ func main() {
 	topics := flag.String("topics", "", "comma-separated topics to create")
 	partitions := flag.Int("partitions", 3, "partitions per created topic")
 	delay := flag.Duration("delay", 0, "one-way latency added to everything the broker sends (a remote broker: its round trip)")
+	segmentBytes := flag.Int64("segment-bytes", 0, "roll a partition's log to a new segment past this size (log.segment.bytes; 0: kfake's default, 100 MiB)")
 	stats := flag.Bool("stats", false, "on exit, print to stderr how many requests of each kind it answered, and the partition batches produce requests held")
 	flag.Parse()
 	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.Ports(*port), kfake.AllowAutoTopicCreation()}
+	if *segmentBytes > 0 {
+		opts = append(opts, kfake.BrokerConfigs(map[string]string{"log.segment.bytes": strconv.FormatInt(*segmentBytes, 10)}))
+	}
 	if *delay > 0 {
 		opts = append(opts, kfake.ListenFn(func(network, address string) (net.Listener, error) {
 			ln, err := net.Listen(network, address)
