@@ -137,10 +137,12 @@ func (s *seenSet) each(fn func(key uint64, last int64)) {
 		}
 	}
 	for i, tag := range s.old.tags {
-		if k := s.old.keys[i]; tag != 0 {
-			if _, in := s.cur.find(k); !in {
-				fn(k, int64(s.old.lasts[i]))
-			}
+		if tag == 0 {
+			continue
+		}
+		k := s.old.keys[i]
+		if _, in := s.cur.find(k); !in {
+			fn(k, int64(s.old.lasts[i]))
 		}
 	}
 }
